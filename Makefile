@@ -1,0 +1,49 @@
+# ivr-engine — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is a step they depend on.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+KEEP   ?= 0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint unit bench system-deps venv sounds sandbox-build clean
+
+# System packages (Debian): debootstrap for the Asterisk sandbox, sipp for the test phones,
+# espeak-ng + sox to render prompts, the PostgreSQL server binaries for throwaway clusters.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+$(BIN)/ivr-engine: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/ivr-engine
+
+sounds: venv system-deps
+	$(BIN)/ivr-engine sounds render
+
+sandbox-build: venv system-deps sounds
+	$(BIN)/ivr-engine sandbox build
+
+demo: sandbox-build
+	$(BIN)/ivr-engine demo $(if $(filter 1,$(KEEP)),--keep,)
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+test: sandbox-build lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: sandbox-build
+	$(BIN)/python -m ivr_engine.bench
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ivr-engine needs on the host, only those that are missing.
+# Never adds any apt source: Asterisk itself comes from Debian sid, but only inside the
+# sandbox chroot (see `ivr-engine sandbox build`), never on the host.
+set -euo pipefail
+
+need=()
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v sipp        >/dev/null 2>&1 || need+=(sip-tester)
+command -v espeak-ng   >/dev/null 2>&1 || need+=(espeak-ng)
+command -v sox         >/dev/null 2>&1 || need+=(sox)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${need[*]} — install them as root (apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,3 @@
+from ivr_engine.cli import main
+
+raise SystemExit(main())

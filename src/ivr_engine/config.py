@@ -1,0 +1,83 @@
+"""Settings, read from the environment (prefix ``IVR_``) or a dotenv-style file.
+
+Secrets (database URL, ARI password, AMI secret, API token) have no defaults: a production
+engine refuses to start until they are given. Every setting is listed in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ivr_engine.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IVR_", extra="ignore")
+
+    # PostgreSQL
+    database_url: SecretStr = Field(description="asyncpg DSN, e.g. postgresql://u:p@host/db")
+
+    # Asterisk REST Interface
+    ari_url: str = "http://127.0.0.1:8088/ari"
+    ari_user: str = "ivr-engine"
+    ari_password: SecretStr
+    ari_app: str = "ivr-engine"
+
+    # Asterisk Manager Interface (health check, Asterisk restart detection)
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_user: str = "ivr-engine"
+    ami_secret: SecretStr
+
+    # HTTP API
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    api_token: SecretStr
+
+    # Telephony
+    dial_routes: dict[str, str] = Field(
+        default_factory=lambda: {"*": "PJSIP/{number}@ivr-trunk"},
+        description="number prefix -> Asterisk dial string; '*' is the fallback",
+    )
+    caller_id: str = ""
+    ring_timeout: float = Field(30.0, gt=0, description="seconds a phone may ring")
+    retry_delay: float = Field(300.0, ge=0, description="seconds before calling an expert again")
+    max_attempts: int = Field(3, ge=1, description="expert call attempts before a request is lost")
+    prompt_tries: int = Field(3, ge=1, description="times the accept/refuse prompt is offered")
+    digit_timeout: float = Field(8.0, gt=0, description="seconds to wait for a key after a prompt")
+    sound_prefix: str = "ivr-engine"
+    default_language: str = "en"
+
+    # Logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("dial_routes")
+    @classmethod
+    def _routes_have_number(cls, routes: dict[str, str]) -> dict[str, str]:
+        if "*" not in routes:
+            raise ValueError("dial_routes needs a '*' fallback route")
+        for prefix, template in routes.items():
+            if "{number}" not in template and not template.startswith("PJSIP/"):
+                raise ValueError(f"route {prefix!r}: template must contain {{number}}")
+        return routes
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build settings from the environment, an optional dotenv file, and explicit overrides."""
+    try:
+        if config_file is not None:
+            if not config_file.is_file():
+                raise ConfigError(f"config file {config_file} does not exist")
+            return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            name = "IVR_" + "_".join(str(p) for p in e["loc"]).upper()
+            lines.append(f"  {name}: {e['msg']}")
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from err

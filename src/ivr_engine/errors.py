@@ -1,0 +1,102 @@
+"""The project's one exception hierarchy.
+
+    IvrError
+    ├── ConfigError                 settings missing or invalid
+    ├── AsteriskError               anything between us and Asterisk
+    │   ├── AriError                an ARI REST call failed (status, path, body kept)
+    │   │   └── AriNotFound         404: the channel/bridge/playback is already gone
+    │   ├── AriUnavailable          ARI cannot be reached (connect error, timeout)
+    │   └── AmiError                an AMI action failed or AMI cannot be reached
+    ├── CallError                   a call leg could not do what the flow asked
+    │   ├── Hangup                  the leg hung up while a step was waiting on it
+    │   ├── OriginateFailed         the far end was busy / did not answer / failed (cause kept)
+    │   └── StepTimeout             a step waited longer than its budget
+    ├── StoreError                  PostgreSQL-side failures the caller can act on
+    │   ├── NotFound                unknown expert / client / request
+    │   ├── Conflict                the expert is not taking calls, or the request moved on
+    │   └── InvalidTransition       a request state change that the rules forbid
+    └── SandboxError                the Asterisk sandbox could not be built or started
+"""
+
+from __future__ import annotations
+
+
+class IvrError(Exception):
+    """Base of every error raised by ivr-engine."""
+
+
+class ConfigError(IvrError):
+    pass
+
+
+class AsteriskError(IvrError):
+    pass
+
+
+class AriError(AsteriskError):
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"ARI {method} {path} answered {status}: {body[:300]}")
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+
+
+class AriNotFound(AriError):
+    pass
+
+
+class AriUnavailable(AsteriskError):
+    pass
+
+
+class AmiError(AsteriskError):
+    pass
+
+
+class CallError(IvrError):
+    pass
+
+
+class Hangup(CallError):
+    """Raised inside a flow when the leg it is waiting on hangs up."""
+
+    def __init__(self, channel_id: str, cause: int | None = None, cause_txt: str = "") -> None:
+        super().__init__(f"channel {channel_id} hung up (cause {cause} {cause_txt})".strip())
+        self.channel_id = channel_id
+        self.cause = cause
+        self.cause_txt = cause_txt
+
+
+class OriginateFailed(CallError):
+    """The far end never answered: busy, no answer, congestion, unreachable."""
+
+    def __init__(self, channel_id: str, cause: int | None, cause_txt: str = "") -> None:
+        super().__init__(f"channel {channel_id} not answered (cause {cause} {cause_txt})")
+        self.channel_id = channel_id
+        self.cause = cause
+        self.cause_txt = cause_txt
+
+
+class StepTimeout(CallError):
+    pass
+
+
+class StoreError(IvrError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+class InvalidTransition(StoreError):
+    pass
+
+
+class SandboxError(IvrError):
+    pass
