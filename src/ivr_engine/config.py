@@ -73,7 +73,7 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
         if config_file is not None:
             if not config_file.is_file():
                 raise ConfigError(f"config file {config_file} does not exist")
-            return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+            return Settings(_env_file=config_file, **overrides)  # type: ignore[arg-type]
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         lines = []

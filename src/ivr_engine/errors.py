@@ -1,21 +1,21 @@
 """The project's one exception hierarchy.
 
-    IvrError
-    ├── ConfigError                 settings missing or invalid
-    ├── AsteriskError               anything between us and Asterisk
-    │   ├── AriError                an ARI REST call failed (status, path, body kept)
-    │   │   └── AriNotFound         404: the channel/bridge/playback is already gone
-    │   ├── AriUnavailable          ARI cannot be reached (connect error, timeout)
-    │   └── AmiError                an AMI action failed or AMI cannot be reached
-    ├── CallError                   a call leg could not do what the flow asked
-    │   ├── Hangup                  the leg hung up while a step was waiting on it
-    │   ├── OriginateFailed         the far end was busy / did not answer / failed (cause kept)
-    │   └── StepTimeout             a step waited longer than its budget
-    ├── StoreError                  PostgreSQL-side failures the caller can act on
-    │   ├── NotFound                unknown expert / client / request
-    │   ├── Conflict                the expert is not taking calls, or the request moved on
-    │   └── InvalidTransition       a request state change that the rules forbid
-    └── SandboxError                the Asterisk sandbox could not be built or started
+IvrError
+├── ConfigError                 settings missing or invalid
+├── AsteriskError               anything between us and Asterisk
+│   ├── AriError                an ARI REST call failed (status, path, body kept)
+│   │   └── AriNotFound         404: the channel/bridge/playback is already gone
+│   ├── AriUnavailable          ARI cannot be reached (connect error, timeout)
+│   └── AmiError                an AMI action failed or AMI cannot be reached
+├── CallError                   a call leg could not do what the flow asked
+│   ├── Hangup                  the leg hung up while a step was waiting on it
+│   ├── OriginateFailed         the far end was busy / did not answer / failed (cause kept)
+│   └── StepTimeout             a step waited longer than its budget
+├── StoreError                  PostgreSQL-side failures the caller can act on
+│   ├── NotFound                unknown expert / client / request
+│   ├── Conflict                the expert is not taking calls, or the request moved on
+│   └── InvalidTransition       a request state change that the rules forbid
+└── SandboxError                the Asterisk sandbox could not be built or started
 """
 
 from __future__ import annotations

@@ -1,0 +1,172 @@
+"""Routes ARI events to the legs and bridges the engine owns, and creates them.
+
+Ids are chosen by the caller (derived from database rows) before any request, so that
+events can be routed before the REST reply arrives and a retried originate is refused by
+Asterisk instead of ringing a phone twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from ivr_engine.ari.client import AriClient
+from ivr_engine.ari.models import (
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelEnteredBridge,
+    Event,
+    PlaybackFinished,
+    StasisEnd,
+    StasisStart,
+)
+from ivr_engine.calls.leg import Leg
+from ivr_engine.errors import AriError, AriNotFound, AriUnavailable, OriginateFailed
+
+log = structlog.get_logger(__name__)
+
+InboundHandler = Callable[[StasisStart], None]
+
+
+class CallControl:
+    def __init__(self, ari: AriClient) -> None:
+        self.ari = ari
+        self.legs: dict[str, Leg] = {}
+        self.bridge_entries: dict[str, dict[str, datetime]] = {}
+        self._bridge_waiters: dict[str, tuple[int, asyncio.Future[None]]] = {}
+        self._inbound: InboundHandler | None = None
+        ari.on_event(self._route)
+        ari.on_connected(self.resync)
+
+    def on_inbound(self, handler: InboundHandler) -> None:
+        """Called for a channel that enters the app by the dialplan (not originated by us)."""
+        self._inbound = handler
+
+    # -- creating things -------------------------------------------------------------
+    async def originate(
+        self,
+        channel_id: str,
+        endpoint: str,
+        *,
+        language: str,
+        ring_timeout: float,
+        caller_id: str = "",
+    ) -> Leg:
+        """Start ringing ``endpoint``; returns at once, ``await leg.answered()`` to wait."""
+        leg = Leg(self.ari, channel_id, language)
+        self.legs[channel_id] = leg
+        try:
+            await self.ari.request(
+                "POST",
+                "/channels",
+                params={
+                    "endpoint": endpoint,
+                    "app": self.ari.app,
+                    "appArgs": "outbound",
+                    "channelId": channel_id,
+                    "timeout": max(1, round(ring_timeout)),
+                    "callerId": caller_id or None,
+                },
+            )
+        except AriError as err:
+            self.legs.pop(channel_id, None)
+            raise OriginateFailed(channel_id, None, f"originate refused: {err.status}") from err
+        except AriUnavailable as err:
+            self.legs.pop(channel_id, None)
+            raise OriginateFailed(channel_id, None, "originate refused: asterisk away") from err
+        except BaseException:
+            self.legs.pop(channel_id, None)
+            raise
+        return leg
+
+    def adopt(self, channel_id: str, language: str) -> Leg:
+        """Take charge of a channel that is already in the app (inbound, or after a restart)."""
+        leg = self.legs.get(channel_id)
+        if leg is None:
+            leg = Leg(self.ari, channel_id, language)
+            self.legs[channel_id] = leg
+        return leg
+
+    def forget(self, leg: Leg) -> None:
+        self.legs.pop(leg.id, None)
+
+    async def create_bridge(self, bridge_id: str) -> None:
+        self.bridge_entries[bridge_id] = {}
+        await self.ari.request("POST", f"/bridges/{bridge_id}", params={"type": "mixing"})
+
+    async def add_to_bridge(self, bridge_id: str, *legs: Leg) -> None:
+        await self.ari.request(
+            "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": [leg.id for leg in legs]}
+        )
+
+    async def wait_bridged(self, bridge_id: str, count: int, timeout: float) -> datetime:
+        """Wait until ``count`` channels have entered the bridge; returns when the last did."""
+        entries = self.bridge_entries.setdefault(bridge_id, {})
+        if len(entries) < count:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._bridge_waiters[bridge_id] = (count, fut)
+            try:
+                await asyncio.wait_for(fut, timeout)
+            finally:
+                self._bridge_waiters.pop(bridge_id, None)
+        return max(entries.values())
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        self.bridge_entries.pop(bridge_id, None)
+        try:
+            await self.ari.request("DELETE", f"/bridges/{bridge_id}")
+        except AriNotFound:
+            pass
+
+    # -- events ------------------------------------------------------------------------
+    def _route(self, event: Event) -> None:
+        if isinstance(event, ChannelEnteredBridge):
+            self.bridge_entries.setdefault(event.bridge.id, {})[event.channel.id] = event.timestamp
+            entries = self.bridge_entries[event.bridge.id]
+            count, fut = self._bridge_waiters.get(event.bridge.id, (0, None))
+            if fut is not None and not fut.done() and len(entries) >= count:
+                fut.set_result(None)
+        channel_id = event.channel_id
+        leg = self.legs.get(channel_id) if channel_id else None
+        if leg is None:
+            if isinstance(event, StasisStart) and self._inbound is not None:
+                self._inbound(event)
+            return
+        if isinstance(event, StasisStart):
+            leg._on_stasis_start(event.timestamp)
+        elif isinstance(event, ChannelDtmfReceived):
+            leg._on_digit(event.digit)
+        elif isinstance(event, PlaybackFinished):
+            leg._on_playback_finished(event.playback.id)
+        elif isinstance(event, ChannelDestroyed):
+            leg._on_gone(event.cause, event.cause_txt, event.timestamp)
+        elif isinstance(event, StasisEnd):
+            leg._on_gone(leg.hangup_cause, leg.hangup_text or "left application", event.timestamp)
+
+    async def resync(self) -> None:
+        """After (re)connecting: events of the gap are lost, so ask Asterisk what still exists."""
+        if not self.legs:
+            return
+        try:
+            channels = await self.ari.request("GET", "/channels")
+        except AriError:
+            log.exception("ari.resync_failed")
+            return
+        alive = {c["id"] for c in channels}
+        now = datetime.now(UTC)
+        for leg in list(self.legs.values()):
+            state = next((c.get("state") for c in channels if c["id"] == leg.id), None)
+            if leg.id not in alive:
+                log.warning("ari.resync_channel_gone", channel_id=leg.id)
+                leg._on_gone(leg.hangup_cause, "lost while disconnected", now)
+                continue
+            if state == "Up" and not leg.is_answered:
+                leg._on_stasis_start(now)
+            for playback_id in list(leg._playbacks):
+                try:
+                    await self.ari.request("GET", f"/playbacks/{playback_id}")
+                except AriNotFound:
+                    leg._on_playback_finished(playback_id)

@@ -1,0 +1,226 @@
+"""One call leg, driven by straight-line code.
+
+``await leg.play(...)`` / ``await leg.collect(...)`` wait for ARI events routed to this leg
+by :class:`~ivr_engine.calls.control.CallControl`. When the channel hangs up, whatever step
+is waiting raises :class:`~ivr_engine.errors.Hangup`; flows never poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from ivr_engine.errors import AriNotFound, Hangup, OriginateFailed, StepTimeout
+
+if TYPE_CHECKING:
+    from ivr_engine.ari.client import AriClient
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Longest any single prompt may take before we consider its PlaybackFinished lost.
+PLAYBACK_BUDGET = 120.0
+
+
+class Leg:
+    def __init__(self, ari: AriClient, channel_id: str, language: str) -> None:
+        self.ari = ari
+        self.id = channel_id
+        self.language = language
+        loop = asyncio.get_running_loop()
+        self._answered: asyncio.Future[datetime] = loop.create_future()
+        self._gone: asyncio.Future[Hangup] = loop.create_future()
+        self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._playbacks: dict[str, asyncio.Future[None]] = {}
+        self._seq = itertools.count(1)
+        self.dtmf_log: list[str] = []
+        self.answered_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.hangup_cause: int | None = None
+        self.hangup_text = ""
+
+    # -- fed by CallControl --------------------------------------------------------------
+    def _on_stasis_start(self, at: datetime) -> None:
+        if not self._answered.done():
+            self.answered_at = at
+            self._answered.set_result(at)
+
+    def _on_digit(self, digit: str) -> None:
+        self.dtmf_log.append(digit)
+        self._digits.put_nowait(digit)
+
+    def _on_playback_finished(self, playback_id: str) -> None:
+        fut = self._playbacks.pop(playback_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _on_gone(self, cause: int | None, cause_txt: str, at: datetime) -> None:
+        if self._gone.done():
+            return
+        self.ended_at = at
+        self.hangup_cause = cause
+        self.hangup_text = cause_txt
+        exc = Hangup(self.id, cause, cause_txt)
+        self._gone.set_result(exc)
+        if not self._answered.done():
+            self._answered.set_exception(OriginateFailed(self.id, cause, cause_txt))
+            self._answered.exception()  # mark retrieved: nobody may be waiting
+        for fut in self._playbacks.values():
+            if not fut.done():
+                fut.set_result(None)
+
+    @property
+    def is_gone(self) -> bool:
+        return self._gone.done()
+
+    @property
+    def is_answered(self) -> bool:
+        return self.answered_at is not None
+
+    # -- steps -------------------------------------------------------------------------
+    async def _step(self, aw: Awaitable[T], timeout: float | None) -> T:
+        """Await ``aw`` unless the leg hangs up first (Hangup) or time runs out."""
+        if self._gone.done():
+            raise self._gone.result()
+        task = asyncio.ensure_future(aw)
+        waiters: set[asyncio.Future[object]] = {task, self._gone}  # type: ignore[arg-type]
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if self._gone.done():
+            raise self._gone.result()
+        raise StepTimeout(f"channel {self.id}: step timed out after {timeout}s")
+
+    async def answered(self, timeout: float) -> datetime:
+        """Wait until the far end answers; OriginateFailed if it never does."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._answered), timeout)
+        except TimeoutError as err:
+            raise OriginateFailed(self.id, None, "engine timeout") from err
+
+    async def wait_hangup(self, timeout: float | None = None) -> Hangup:
+        return await asyncio.wait_for(asyncio.shield(self._gone), timeout)
+
+    async def play(self, media: str | Sequence[str]) -> None:
+        """Play one or several media URIs and wait until they finish."""
+        playback_id = f"{self.id}-p{next(self._seq)}"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Registered before the request: PlaybackFinished may arrive before the reply.
+        self._playbacks[playback_id] = fut
+        items = [media] if isinstance(media, str) else list(media)
+        try:
+            await self._step(
+                self.ari.request(
+                    "POST",
+                    f"/channels/{self.id}/play/{playback_id}",
+                    params={"media": items, "lang": self.language},
+                ),
+                timeout=15,
+            )
+            await self._step(fut, timeout=PLAYBACK_BUDGET)
+        except AriNotFound as err:
+            raise self._hangup_now() from err
+        finally:
+            self._playbacks.pop(playback_id, None)
+        if self._gone.done():
+            raise self._gone.result()
+
+    async def _stop_playbacks(self) -> None:
+        for playback_id in list(self._playbacks):
+            try:
+                await self.ari.request("DELETE", f"/playbacks/{playback_id}")
+            except AriNotFound:
+                pass
+
+    async def collect(
+        self,
+        media: Sequence[str],
+        *,
+        digits: str,
+        timeout: float,
+        tries: int,
+        invalid: Sequence[str] = (),
+    ) -> str | None:
+        """Offer ``media`` and return the first valid key, or None after ``tries`` offers.
+
+        A key pressed during the prompt interrupts it. An invalid key plays ``invalid``
+        and offers the prompt again; so does silence.
+        """
+        for _ in range(tries):
+            self._drain_digits()
+            play = asyncio.ensure_future(self.play(media))
+            digit_wait = asyncio.ensure_future(self._digits.get())
+            try:
+                done, _ = await asyncio.wait(
+                    {play, digit_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if digit_wait in done:
+                    await self._stop_playbacks()
+                else:
+                    play.result()  # re-raises Hangup
+                    digit_wait.cancel()
+                    try:
+                        digit_wait = asyncio.ensure_future(
+                            self._step(self._digits.get(), timeout=timeout)
+                        )
+                        await digit_wait
+                    except StepTimeout:
+                        continue
+                digit = digit_wait.result()
+            finally:
+                for t in (play, digit_wait):
+                    if not t.done():
+                        t.cancel()
+                await asyncio.gather(play, digit_wait, return_exceptions=True)
+            if digit in digits:
+                return digit
+            if invalid:
+                await self.play(invalid)
+        return None
+
+    def _drain_digits(self) -> None:
+        while not self._digits.empty():
+            self._digits.get_nowait()
+
+    async def start_moh(self, moh_class: str = "default") -> None:
+        try:
+            await self._step(
+                self.ari.request(
+                    "POST", f"/channels/{self.id}/moh", params={"mohClass": moh_class}
+                ),
+                timeout=10,
+            )
+        except AriNotFound as err:
+            raise self._hangup_now() from err
+
+    async def stop_moh(self) -> None:
+        try:
+            await self.ari.request("DELETE", f"/channels/{self.id}/moh")
+        except AriNotFound:
+            pass
+
+    async def hangup(self, reason: str = "normal") -> None:
+        """Hang up; a channel that is already gone is not an error."""
+        if self._gone.done():
+            return
+        try:
+            await self.ari.request("DELETE", f"/channels/{self.id}", params={"reason": reason})
+        except AriNotFound:
+            self._on_gone(self.hangup_cause, self.hangup_text, datetime.now(UTC))
+
+    def _hangup_now(self) -> Hangup:
+        self._on_gone(self.hangup_cause, self.hangup_text or "gone", datetime.now(UTC))
+        return self._gone.result()

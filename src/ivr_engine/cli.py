@@ -1,0 +1,96 @@
+"""``ivr-engine`` command line: serve, migrate, demo, sandbox, sounds."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from ivr_engine.errors import IvrError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ivr-engine", description=__doc__)
+    p.add_argument("--config", type=Path, help="dotenv-style file with IVR_* settings")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the engine against Asterisk and PostgreSQL")
+    sub.add_parser("migrate", help="apply the database migrations and exit")
+    demo = sub.add_parser("demo", help="one scripted consultation on the sandbox")
+    demo.add_argument("--keep", action="store_true", help="leave the services running")
+    sandbox = sub.add_parser("sandbox", help="the local Asterisk 22 sandbox")
+    sandbox.add_argument("action", choices=["build", "up", "down", "status", "env"])
+    sounds = sub.add_parser("sounds", help="render the prompts into audio files")
+    sounds.add_argument("action", choices=["render"])
+    sounds.add_argument("--src", type=Path, default=None)
+    sounds.add_argument("--out", type=Path, default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except IvrError as err:
+        print(f"ivr-engine: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ivr_engine import log
+
+    if args.command in ("serve", "migrate"):
+        from ivr_engine.config import load_settings
+
+        settings = load_settings(args.config)
+        log.configure(settings.log_format, settings.log_level)
+        if args.command == "serve":
+            from ivr_engine.engine import serve
+
+            asyncio.run(serve(settings))
+        else:
+            applied = asyncio.run(_migrate(settings.database_url.get_secret_value()))
+            print("applied: " + (", ".join(applied) or "nothing, schema is up to date"))
+        return 0
+    if args.command == "demo":
+        from ivr_engine.demo import run_demo
+
+        log.configure("console", "warning")
+        return asyncio.run(run_demo(keep=args.keep))
+    if args.command == "sandbox":
+        from ivr_engine.sandbox import Sandbox
+
+        box = Sandbox()
+        if args.action == "build":
+            box.build()
+        elif args.action == "up":
+            info = box.up()
+            print(json.dumps(info.engine_env(), indent=2))
+        elif args.action == "env":
+            info = box.up()
+            for key, value in info.engine_env().items():
+                print(f"{key}={json.dumps(value) if key == 'IVR_DIAL_ROUTES' else value}")
+        elif args.action == "down":
+            box.down()
+        else:
+            print(json.dumps(box.status(), indent=2, default=str))
+        return 0
+    if args.command == "sounds":
+        from ivr_engine.sounds import render_cli
+
+        render_cli(args.src, args.out)
+        return 0
+    raise AssertionError(args.command)
+
+
+async def _migrate(dsn: str) -> list[str]:
+    from ivr_engine.store import connect_pool, migrate
+
+    pool = await connect_pool(dsn)
+    try:
+        return await migrate(pool)
+    finally:
+        await pool.close()

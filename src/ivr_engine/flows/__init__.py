@@ -1,0 +1,1 @@
+"""Call flows: one coroutine per consultation request, written as straight-line code."""

@@ -1,0 +1,72 @@
+"""Pool creation and plain-SQL migrations (safe when two engines start at once)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from ivr_engine.errors import StoreError
+
+log = structlog.get_logger(__name__)
+
+# Any constant shared by every engine: the advisory lock serialises concurrent migrations.
+MIGRATION_LOCK = 0x1F0E_2026
+
+
+def default_migrations_dir() -> Path:
+    """``migrations/`` at the repository root, or a copy installed next to the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "migrations", here.parents[1] / "migrations"):
+        if candidate.is_dir():
+            return candidate
+    raise StoreError("migrations directory not found")
+
+
+async def connect_pool(dsn: str, *, timeout: float = 10.0, attempts: int = 5) -> asyncpg.Pool:
+    """Create the pool, retrying briefly: PostgreSQL may still be starting."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout
+            )
+            assert pool is not None
+            return pool
+        except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+            if attempt == attempts:
+                raise StoreError(f"cannot connect to PostgreSQL: {err}") from err
+            log.warning("db.connect_retry", attempt=attempt, error=str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+    raise AssertionError("unreachable")
+
+
+async def migrate(pool: asyncpg.Pool, directory: Path | None = None) -> list[str]:
+    """Apply the ``NNNN_*.sql`` files not applied yet, in order, each in one transaction."""
+    directory = directory or default_migrations_dir()
+    files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for path in files:
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name) VALUES ($1)", path.name
+                    )
+                applied_now.append(path.name)
+                log.info("db.migrated", migration=path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now

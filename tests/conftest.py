@@ -1,0 +1,47 @@
+"""Shared fixtures: a throwaway PostgreSQL cluster for the whole session, a fresh database
+per test, and (for end-to-end tests) the Asterisk sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from ivr_engine.pgcluster import ThrowawayCluster
+
+from ivr_engine.store import connect_pool, migrate
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[ThrowawayCluster]:
+    cluster = ThrowawayCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def dsn(pg_cluster: ThrowawayCluster) -> AsyncIterator[str]:
+    """A new, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_cluster.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = pg_cluster.dsn.rpartition("/")
+    yield f"{base}/{name}"
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect_pool(dsn)
+    await migrate(pool)
+    try:
+        yield pool
+    finally:
+        await asyncio.wait_for(pool.close(), 10)

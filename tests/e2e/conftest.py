@@ -1,0 +1,152 @@
+"""End-to-end fixtures: the sandbox Asterisk (started once per session), an engine per test
+wired to a fresh database, and simulated SIP phones."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivr_engine.config import Settings
+from ivr_engine.engine import Engine
+from ivr_engine.sandbox import Sandbox, SandboxInfo
+from ivr_engine.simphones import PhoneBook
+
+API_TOKEN = "e2e-token"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxInfo]:
+    box = Sandbox()
+    info = box.up()
+    try:
+        yield info
+    finally:
+        box.down()
+
+
+@pytest.fixture
+async def phones(tmp_path: Path) -> AsyncIterator[PhoneBook]:
+    book = PhoneBook(tmp_path / "phones")
+    try:
+        yield book
+    finally:
+        await book.aclose()
+
+
+class Harness:
+    """One engine on the sandbox, plus helpers to talk to it and to Asterisk."""
+
+    def __init__(self, engine: Engine, info: SandboxInfo, http: aiohttp.ClientSession) -> None:
+        self.engine = engine
+        self.info = info
+        self.http = http
+        self.base = f"http://127.0.0.1:{engine.http_port}"
+
+    @property
+    def pool(self) -> Any:
+        return self.engine.pool
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.request(
+            method,
+            self.base + path,
+            json=body,
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def expert(self, phone: str, *, rate: str = "1.50", ivr: bool = True) -> int:
+        status, body = await self.api(
+            "POST",
+            "/api/v1/experts",
+            {
+                "alias": "Anna",
+                "phone": phone,
+                "rate_per_minute": rate,
+                "email": "anna@example.org",
+                "acceptance_ivr": ivr,
+            },
+        )
+        assert status == 201, body
+        return int(body["id"])
+
+    async def request(self, expert_id: int, client_phone: str, alias: str = "Marco") -> int:
+        status, body = await self.api(
+            "POST",
+            f"/api/v1/experts/{expert_id}/requests",
+            {"client_phone": client_phone, "client_alias": alias},
+        )
+        assert status == 201, body
+        return int(body["id"])
+
+    async def wait_state(self, request_id: int, *states: str, timeout: float = 40) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = await self.pool.fetchval("SELECT state FROM requests WHERE id = $1", request_id)
+            if state in states:
+                return str(state)
+            if loop.time() > deadline:
+                raise AssertionError(f"request {request_id} is {state}, expected {states}")
+            await asyncio.sleep(0.1)
+
+    async def ari(self, path: str) -> Any:
+        return await self.engine.ari.request("GET", path)
+
+    async def attempts(self, request_id: int) -> list[Any]:
+        return list(
+            await self.pool.fetch(
+                "SELECT * FROM call_attempts WHERE request_id = $1 ORDER BY id", request_id
+            )
+        )
+
+
+@pytest.fixture
+async def harness(
+    sandbox: SandboxInfo, dsn: str, phones: PhoneBook
+) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+    engines: list[Engine] = []
+    session = aiohttp.ClientSession()
+
+    async def start(**overrides: Any) -> Harness:
+        env = sandbox.engine_env()
+        settings = Settings(
+            database_url=dsn,
+            ari_url=env["IVR_ARI_URL"],
+            ari_user=env["IVR_ARI_USER"],
+            ari_password=env["IVR_ARI_PASSWORD"],
+            ari_app=env["IVR_ARI_APP"],
+            ami_host=env["IVR_AMI_HOST"],
+            ami_port=int(env["IVR_AMI_PORT"]),
+            ami_user=env["IVR_AMI_USER"],
+            ami_secret=env["IVR_AMI_SECRET"],
+            api_token=API_TOKEN,
+            http_port=0,
+            dial_routes=phones.routes(),
+            ring_timeout=overrides.pop("ring_timeout", 4),
+            retry_delay=overrides.pop("retry_delay", 3),
+            digit_timeout=overrides.pop("digit_timeout", 4),
+            **overrides,
+        )
+        engine = Engine(settings)
+        engines.append(engine)
+        await engine.start()
+        await engine.ari.wait_connected(10)
+        return Harness(engine, sandbox, session)
+
+    try:
+        yield start
+    finally:
+        for engine in engines:
+            await engine.close()
+        await session.close()
+
+
+def money(value: str) -> Decimal:
+    return Decimal(value)

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from ivr_engine.config import load_settings
+from ivr_engine.errors import ConfigError
+
+
+def test_secrets_have_no_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("IVR_DATABASE_URL", "IVR_ARI_PASSWORD", "IVR_AMI_SECRET", "IVR_API_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    for key in ("IVR_DATABASE_URL", "IVR_ARI_PASSWORD", "IVR_AMI_SECRET", "IVR_API_TOKEN"):
+        assert key in str(info.value)
+
+
+def test_config_file_and_routes(tmp_path: Path) -> None:
+    cfg = tmp_path / "ivr.env"
+    cfg.write_text(
+        "IVR_DATABASE_URL=postgresql://u@127.0.0.1/db\n"
+        "IVR_ARI_PASSWORD=a\nIVR_AMI_SECRET=b\nIVR_API_TOKEN=c\n"
+        'IVR_DIAL_ROUTES={"*": "PJSIP/{number}@trunk", "+39": "PJSIP/{number}@it"}\n'
+        "IVR_RETRY_DELAY=2.5\n"
+    )
+    s = load_settings(cfg)
+    assert s.retry_delay == 2.5
+    assert s.dial_routes["+39"] == "PJSIP/{number}@it"
+    assert s.api_token.get_secret_value() == "c"
+
+
+def test_routes_need_a_fallback(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="IVR_DIAL_ROUTES"):
+        load_settings(
+            database_url="postgresql://x",
+            ari_password="a",
+            ami_secret="b",
+            api_token="c",
+            dial_routes={"+39": "PJSIP/{number}@it"},
+        )
+
+
+def test_missing_config_file_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.env")
