@@ -18,6 +18,7 @@ from ivr_engine.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelEnteredBridge,
+    ChannelHangupRequest,
     Event,
     PlaybackFinished,
     StasisEnd,
@@ -143,8 +144,10 @@ class CallControl:
             leg._on_playback_finished(event.playback.id)
         elif isinstance(event, ChannelDestroyed):
             leg._on_gone(event.cause, event.cause_txt, event.timestamp)
+        elif isinstance(event, ChannelHangupRequest):
+            leg._on_hangup_request(event.cause)
         elif isinstance(event, StasisEnd):
-            leg._on_gone(leg.hangup_cause, leg.hangup_text or "left application", event.timestamp)
+            leg._on_gone(leg.hangup_cause, leg.hangup_text, event.timestamp)
 
     async def resync(self) -> None:
         """After (re)connecting: events of the gap are lost, so ask Asterisk what still exists."""

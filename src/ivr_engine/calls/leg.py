@@ -59,8 +59,16 @@ class Leg:
         if fut is not None and not fut.done():
             fut.set_result(None)
 
+    def _on_hangup_request(self, cause: int | None) -> None:
+        if cause is not None and self.hangup_cause is None:
+            self.hangup_cause = cause
+
     def _on_gone(self, cause: int | None, cause_txt: str, at: datetime) -> None:
         if self._gone.done():
+            # StasisEnd comes first; ChannelDestroyed then brings the real cause.
+            if cause is not None and (self.hangup_cause is None or not self.hangup_text):
+                self.hangup_cause = cause
+                self.hangup_text = cause_txt
             return
         self.ended_at = at
         self.hangup_cause = cause

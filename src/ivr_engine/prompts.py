@@ -1,0 +1,132 @@
+"""What the engine says: prompt names, their texts per language, and the ARI media that say them.
+
+The texts live in ``sounds/{lang}.txt`` (one ``name: text`` a line, ``#`` starts a comment
+line) and are rendered to audio by :mod:`ivr_engine.sounds`. At run time a prompt is played as
+``sound:<prefix>/<name>`` with the channel's language passed separately (ARI's ``lang``), so
+Asterisk picks ``sounds/<lang>/<prefix>/<name>.<format>``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+
+from ivr_engine.errors import ConfigError
+
+LANGUAGES: tuple[str, ...] = ("en", "it")
+DEFAULT_PREFIX = "ivr-engine"
+
+CENT = Decimal("0.01")
+
+_LINE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)\s*:\s*(?P<text>.*?)\s*$")
+
+
+class Prompt(StrEnum):
+    OFFER_REQUEST_FROM = "offer_request_from"
+    OFFER_AT_RATE = "offer_at_rate"
+    EURO = "euro"
+    AND = "and"
+    CENTS_PER_MINUTE = "cents_per_minute"
+    # Ends a rate with no cents ("2 euro per minute"); "cents per minute" would be wrong there.
+    PER_MINUTE = "per_minute"
+    ACCEPT_OR_REFUSE = "accept_or_refuse"
+    INVALID_KEY = "invalid_key"
+    NO_CHOICE_GOODBYE = "no_choice_goodbye"
+    CONNECTING_YOU = "connecting_you"
+    CLIENT_EXPERT_ACCEPTED = "client_expert_accepted"
+    CLIENT_EXPERT_DECLINED = "client_expert_declined"
+    CLIENT_UNREACHABLE_EXPERT = "client_unreachable_expert"
+    REFUSED_GOODBYE = "refused_goodbye"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    GOODBYE = "goodbye"
+
+
+def parse_texts(content: str, source: str) -> dict[Prompt, str]:
+    """Parse one language file; every problem is reported with ``source:line``."""
+    texts: dict[Prompt, str] = {}
+    seen_at: dict[Prompt, int] = {}
+    mentioned: set[Prompt] = set()
+    problems: list[str] = []
+    for number, raw in enumerate(content.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            problems.append(f"{source}:{number}: expected 'name: text', got {raw!r}")
+            continue
+        name, text = match["name"], match["text"]
+        try:
+            prompt = Prompt(name)
+        except ValueError:
+            problems.append(f"{source}:{number}: unknown prompt name {name!r}")
+            continue
+        mentioned.add(prompt)
+        if not text:
+            problems.append(f"{source}:{number}: prompt {name!r} has no text")
+        elif prompt in seen_at:
+            problems.append(
+                f"{source}:{number}: prompt {name!r} already given on line {seen_at[prompt]}"
+            )
+        else:
+            texts[prompt] = text
+            seen_at[prompt] = number
+    missing = [p.value for p in Prompt if p not in mentioned]
+    if missing:
+        problems.append(f"{source}: missing prompt(s): {', '.join(missing)}")
+    if problems:
+        raise ConfigError("invalid prompt texts:\n  " + "\n  ".join(problems))
+    return texts
+
+
+def load_texts(
+    sounds_src: Path, languages: tuple[str, ...] = LANGUAGES
+) -> dict[str, dict[Prompt, str]]:
+    """``{lang: {prompt: text}}`` from ``sounds_src/{lang}.txt`` for every language."""
+    result: dict[str, dict[Prompt, str]] = {}
+    for lang in languages:
+        path = sounds_src / f"{lang}.txt"
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read prompt texts {path}: {err}") from err
+        result[lang] = parse_texts(content, str(path))
+    return result
+
+
+def sound_uri(prompt: Prompt, prefix: str = DEFAULT_PREFIX) -> str:
+    """ARI media URI of a rendered prompt; the language goes in the play request's ``lang``."""
+    return f"sound:{prefix}/{prompt.value}"
+
+
+def split_rate(rate: Decimal) -> tuple[int, int]:
+    """A per-minute rate as (whole euros, cents). Rates are whole cents, never rounded here."""
+    if not rate.is_finite() or rate < 0:
+        raise ValueError(f"a rate must be a non-negative amount, got {rate}")
+    cents_total = rate / CENT
+    if cents_total != cents_total.to_integral_value():
+        raise ValueError(f"a rate must be a whole number of cents, got {rate}")
+    euros, cents = divmod(int(cents_total), 100)
+    return euros, cents
+
+
+def rate_media(rate: Decimal, prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """Media that say "at your rate of <E> euro and <C> cents per minute".
+
+    The cents are left out when they are zero ("2 euro per minute") and so are the euros when
+    they are zero ("99 cents per minute"); numbers use Asterisk's ``number:`` in the channel's
+    language.
+    """
+    euros, cents = split_rate(rate)
+    media = [sound_uri(Prompt.OFFER_AT_RATE, prefix)]
+    if euros or not cents:
+        media += [f"number:{euros}", sound_uri(Prompt.EURO, prefix)]
+    if not cents:
+        media.append(sound_uri(Prompt.PER_MINUTE, prefix))
+        return media
+    if euros:
+        media.append(sound_uri(Prompt.AND, prefix))
+    media += [f"number:{cents}", sound_uri(Prompt.CENTS_PER_MINUTE, prefix)]
+    return media

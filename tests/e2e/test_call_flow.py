@@ -1,0 +1,207 @@
+"""The expert-acceptance flow end to end: real Asterisk, real SIP phones, real DTMF.
+
+Each test asserts on what Asterisk showed (bridges and channels over ARI, the SIP messages
+each phone saw) and on what PostgreSQL recorded (request state, attempts, consultation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from ivr_engine.simphones import PhoneBook, answer, busy, no_answer
+
+from .conftest import Harness
+
+pytestmark = pytest.mark.e2e
+
+EXPERT = "+390600000101"
+CLIENT = "+393330000202"
+
+StartHarness = Callable[..., Awaitable[Harness]]
+
+
+async def _bridge_seen(h: Harness, request_id: int) -> dict[str, Any]:
+    """Once connected, ask Asterisk for the bridge and return it."""
+    await h.wait_state(request_id, "connected", timeout=40)
+    bridge_id = await h.pool.fetchval(
+        "SELECT bridge_id FROM consultations WHERE request_id = $1", request_id
+    )
+    bridge: dict[str, Any] = await h.ari(f"/bridges/{bridge_id}")
+    return bridge
+
+
+async def test_expert_accepts_and_client_hangs_up_first(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500))
+    client = await phones.phone(CLIENT, answer(hangup_after_ms=4000))
+    h = await harness()
+    expert_id = await h.expert(EXPERT)
+    request_id = await h.request(expert_id, CLIENT)
+
+    bridge = await _bridge_seen(h, request_id)
+    attempts = await h.attempts(request_id)
+    assert sorted(bridge["channels"]) == sorted(a["channel_id"] for a in attempts)
+    assert bridge["bridge_type"] == "mixing"
+
+    assert await h.wait_state(request_id, "completed") == "completed"
+    (await expert.finished(20)).ok  # noqa: B018 - finished() raises on timeout
+    assert (await client.finished(20)).ok
+    c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert c["ended_by"] == "client"
+    assert 3 <= c["billed_seconds"] <= 7
+    assert c["bridge_end"] > c["bridge_start"]
+    e, k = await h.attempts(request_id)
+    assert (e["leg"], e["purpose"], e["dtmf"], e["choice"]) == ("expert", "offer", "1", "1")
+    assert (k["leg"], k["purpose"], k["outcome"]) == ("client", "connect", "completed")
+    assert e["answered_at"] is not None and k["answered_at"] is not None
+    # Nothing left behind in Asterisk.
+    assert await h.ari("/bridges") == []
+    assert [ch for ch in await h.ari("/channels") if ch["id"].startswith("ivr-")] == []
+
+
+async def test_expert_refuses_and_client_is_told(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    expert = await phones.phone(EXPERT, answer("3", dtmf_delay_ms=1500))
+    client = await phones.phone(CLIENT, answer())
+    h = await harness()
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+
+    assert await h.wait_state(request_id, "refused") == "refused"
+    assert (await expert.finished(20)).ok
+    result = await client.finished(30)
+    assert result.ok and "BYE" in result.received  # the engine told the client, then hung up
+    e, k = await h.attempts(request_id)
+    assert (e["choice"], e["outcome"]) == ("3", "refused")
+    assert (k["purpose"], k["outcome"]) == ("notify_refused", "told_declined")
+    assert await h.pool.fetchval("SELECT count(*) FROM consultations") == 0
+
+
+async def test_invalid_key_then_valid_key(harness: StartHarness, phones: PhoneBook) -> None:
+    await phones.phone(EXPERT, answer("51", dtmf_delay_ms=1500, digit_gap_ms=3500))
+    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    h = await harness()
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+    e = (await h.attempts(request_id))[0]
+    assert (e["dtmf"], e["choice"]) == ("51", "1")
+
+
+async def test_acceptance_ivr_disabled_bridges_on_answer(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    await phones.phone(EXPERT, answer(hangup_after_ms=6000))
+    await phones.phone(CLIENT, answer())
+    h = await harness()
+    request_id = await h.request(await h.expert(EXPERT, ivr=False), CLIENT)
+    bridge = await _bridge_seen(h, request_id)
+    assert len(bridge["channels"]) == 2
+    assert await h.wait_state(request_id, "completed") == "completed"
+    e, _ = await h.attempts(request_id)
+    assert e["dtmf"] == "" and e["choice"] is None
+    c = await h.pool.fetchrow("SELECT ended_by FROM consultations WHERE request_id = $1", request_id)
+    assert c["ended_by"] == "expert"
+
+
+async def test_expert_hangs_up_first(harness: StartHarness, phones: PhoneBook) -> None:
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000, hangup_after_ms=7000))
+    client = await phones.phone(CLIENT, answer())
+    h = await harness()
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+    result = await client.finished(20)
+    assert result.ok and "BYE" in result.received  # the engine hung the client up
+    c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert c["ended_by"] == "expert" and c["billed_seconds"] >= 1
+
+
+async def test_expert_no_answer_then_retry(harness: StartHarness, phones: PhoneBook) -> None:
+    first = await phones.phone(EXPERT, no_answer())
+    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    h = await harness(ring_timeout=3, retry_delay=2)
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+
+    result = await first.finished(30)
+    assert "CANCEL" in result.received  # Asterisk gave up ringing after the ring timeout
+    await h.wait_state(request_id, "waiting")
+    missed = (await h.attempts(request_id))[0]
+    assert missed["outcome"] == "no_answer" and missed["answered_at"] is None
+    outbox = await h.pool.fetch("SELECT kind, to_address FROM outbox_emails")
+    assert [(r["kind"], r["to_address"]) for r in outbox] == [
+        ("expert_missed_call", "anna@example.org")
+    ]
+
+    await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1000))
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+    view = await h.pool.fetchrow("SELECT attempts FROM requests WHERE id = $1", request_id)
+    assert view["attempts"] == 2
+
+
+async def test_expert_busy_then_solicit(harness: StartHarness, phones: PhoneBook) -> None:
+    first = await phones.phone(EXPERT, busy())
+    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    h = await harness(retry_delay=3600)  # only the solicit can bring the call back
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+
+    assert "486" in (await first.finished(20)).sent
+    await h.wait_state(request_id, "waiting")
+    a = (await h.attempts(request_id))[0]
+    assert (a["outcome"], a["hangup_cause"]) == ("busy", 17)
+
+    await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1000))
+    status, body = await h.api("POST", f"/api/v1/requests/{request_id}/solicit")
+    assert status == 202, body
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+
+
+async def test_client_no_answer(harness: StartHarness, phones: PhoneBook) -> None:
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    client = await phones.phone(CLIENT, no_answer())
+    h = await harness(ring_timeout=3)
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+    assert await h.wait_state(request_id, "client_unreachable", timeout=40)
+    assert "CANCEL" in (await client.finished(20)).received
+    result = await expert.finished(20)
+    assert "BYE" in result.received  # told, then hung up by the engine
+    _, k = await h.attempts(request_id)
+    assert k["outcome"] == "no_answer"
+
+
+async def test_client_leaves_while_expert_rings(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    expert = await phones.phone(EXPERT, no_answer())
+    h = await harness(ring_timeout=20)
+    request_id = await h.request(await h.expert(EXPERT), CLIENT)
+    await h.wait_state(request_id, "ringing_expert")
+    await expert.wait_received("INVITE", timeout=10)
+    status, body = await h.api("DELETE", f"/api/v1/requests/{request_id}")
+    assert status == 200 and body["state"] == "lost" and body["end_reason"] == "client_left"
+    assert "CANCEL" in (await expert.finished(10)).received  # the ringing stopped at once
+    a = (await h.attempts(request_id))[0]
+    assert a["outcome"] == "cancelled"
+
+
+async def test_two_requests_race_for_one_expert(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    other = "+393330000303"
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=800), calls=2)
+    await phones.phone(CLIENT, answer(hangup_after_ms=1500))
+    await phones.phone(other, answer(hangup_after_ms=1500))
+    h = await harness()
+    expert_id = await h.expert(EXPERT)
+    ids = await asyncio.gather(h.request(expert_id, CLIENT), h.request(expert_id, other))
+    for request_id in ids:
+        assert await h.wait_state(request_id, "completed", timeout=90) == "completed"
+    assert (await expert.finished(20)).ok
+    rows = await h.pool.fetch(
+        "SELECT started_at, ended_at FROM call_attempts WHERE leg = 'expert' ORDER BY started_at"
+    )
+    assert len(rows) == 2
+    assert rows[0]["ended_at"] <= rows[1]["started_at"]  # never rung twice at once
