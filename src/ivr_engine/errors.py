@@ -15,7 +15,9 @@ IvrError
 │   ├── NotFound                unknown expert / client / request
 │   ├── Conflict                the expert is not taking calls, or the request moved on
 │   └── InvalidTransition       a request state change that the rules forbid
-└── SandboxError                the Asterisk sandbox could not be built or started
+├── SandboxError                the Asterisk sandbox could not be built or started
+├── ClusterError                a throwaway PostgreSQL cluster failed (pgcluster.py)
+└── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
 """
 
 from __future__ import annotations
