@@ -16,6 +16,7 @@ from ivr_engine.config import Settings
 from ivr_engine.engine import Engine
 from ivr_engine.sandbox import Sandbox, SandboxInfo
 from ivr_engine.simphones import PhoneBook
+from ivr_engine.transcript import transcript
 
 API_TOKEN = "e2e-token"
 
@@ -93,7 +94,10 @@ class Harness:
             if state in states:
                 return str(state)
             if loop.time() > deadline:
-                raise AssertionError(f"request {request_id} is {state}, expected {states}")
+                lines = "\n".join(await transcript(self.pool, request_id))
+                raise AssertionError(
+                    f"request {request_id} is {state}, expected {states}\n{lines}"
+                )
             await asyncio.sleep(0.1)
 
     async def ari(self, path: str) -> Any:

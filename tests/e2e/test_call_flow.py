@@ -38,7 +38,8 @@ async def test_expert_accepts_and_client_hangs_up_first(
     harness: StartHarness, phones: PhoneBook
 ) -> None:
     expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500))
-    client = await phones.phone(CLIENT, answer(hangup_after_ms=4000))
+    # The client hears "your expert accepted..." (about 4 s), then talks for about 4 s.
+    client = await phones.phone(CLIENT, answer(hangup_after_ms=8500))
     h = await harness()
     expert_id = await h.expert(EXPERT)
     request_id = await h.request(expert_id, CLIENT)
@@ -49,11 +50,11 @@ async def test_expert_accepts_and_client_hangs_up_first(
     assert bridge["bridge_type"] == "mixing"
 
     assert await h.wait_state(request_id, "completed") == "completed"
-    (await expert.finished(20)).ok  # noqa: B018 - finished() raises on timeout
+    assert (await expert.finished(20)).ok
     assert (await client.finished(20)).ok
     c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
     assert c["ended_by"] == "client"
-    assert 3 <= c["billed_seconds"] <= 7
+    assert 2 <= c["billed_seconds"] <= 7
     assert c["bridge_end"] > c["bridge_start"]
     e, k = await h.attempts(request_id)
     assert (e["leg"], e["purpose"], e["dtmf"], e["choice"]) == ("expert", "offer", "1", "1")
@@ -84,7 +85,7 @@ async def test_expert_refuses_and_client_is_told(
 
 async def test_invalid_key_then_valid_key(harness: StartHarness, phones: PhoneBook) -> None:
     await phones.phone(EXPERT, answer("51", dtmf_delay_ms=1500, digit_gap_ms=3500))
-    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=6500))
     h = await harness()
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
     assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
@@ -122,7 +123,7 @@ async def test_expert_hangs_up_first(harness: StartHarness, phones: PhoneBook) -
 
 async def test_expert_no_answer_then_retry(harness: StartHarness, phones: PhoneBook) -> None:
     first = await phones.phone(EXPERT, no_answer())
-    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=6500))
     h = await harness(ring_timeout=3, retry_delay=2)
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
 
@@ -144,7 +145,7 @@ async def test_expert_no_answer_then_retry(harness: StartHarness, phones: PhoneB
 
 async def test_expert_busy_then_solicit(harness: StartHarness, phones: PhoneBook) -> None:
     first = await phones.phone(EXPERT, busy())
-    await phones.phone(CLIENT, answer(hangup_after_ms=2000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=6500))
     h = await harness(retry_delay=3600)  # only the solicit can bring the call back
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
 
@@ -192,8 +193,8 @@ async def test_two_requests_race_for_one_expert(
 ) -> None:
     other = "+393330000303"
     expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=800), calls=2)
-    await phones.phone(CLIENT, answer(hangup_after_ms=1500))
-    await phones.phone(other, answer(hangup_after_ms=1500))
+    await phones.phone(CLIENT, answer(hangup_after_ms=6000))
+    await phones.phone(other, answer(hangup_after_ms=6000))
     h = await harness()
     expert_id = await h.expert(EXPERT)
     ids = await asyncio.gather(h.request(expert_id, CLIENT), h.request(expert_id, other))

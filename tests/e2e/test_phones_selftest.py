@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.phones import (
+from ivr_engine.simphones import (
     SCENARIOS,
     TELEPHONE_EVENT,
     Behaviour,
     Keys,
+    Phone,
     PhoneBook,
     PhoneTimeout,
     SippProcess,
@@ -88,6 +89,11 @@ async def sink() -> AsyncIterator[tuple[int, RtpSink]]:
         transport.close()
 
 
+def direct(phone: Phone) -> str:
+    """Where a Caller reaches the phone itself, as if it were Asterisk."""
+    return f"127.0.0.1:{phone.port}"
+
+
 def uac(book: PhoneBook, scenario: str, phone_port: int, *extra: str) -> SippProcess:
     return SippProcess(
         f"uac-{scenario}",
@@ -106,8 +112,9 @@ async def test_answer_presses_keys_then_far_end_hangs_up(
 ) -> None:
     port, rtp = sink
     phone = await book.phone("+3901", answer("51", dtmf_delay_ms=200, digit_gap_ms=300))
-    book.asterisk = f"127.0.0.1:{phone.port}"  # the Caller rings the phone directly
-    caller = await book.call("+3901", hangup_after_ms=1200, announce_media_port=port)
+    caller = await book.call(
+        "+3901", target=direct(phone), hangup_after_ms=1200, announce_media_port=port
+    )
 
     result = await phone.finished(timeout=10)
     assert result.ok, result
@@ -128,8 +135,7 @@ async def test_answer_presses_keys_then_far_end_hangs_up(
 async def test_far_end_hangs_up_before_the_keys(book: PhoneBook, sink: tuple[int, RtpSink]) -> None:
     port, rtp = sink
     phone = await book.phone("+3902", answer("1", dtmf_delay_ms=5000))
-    book.asterisk = f"127.0.0.1:{phone.port}"
-    await book.call("+3902", hangup_after_ms=200, announce_media_port=port)
+    await book.call("+3902", target=direct(phone), hangup_after_ms=200, announce_media_port=port)
 
     result = await phone.finished(timeout=3)  # well before the 5 s wait for the key is over
     assert result.ok, result
@@ -142,9 +148,8 @@ async def test_phone_hangs_up_and_caller_presses_keys(
 ) -> None:
     port, rtp = sink
     phone = await book.phone("+3903", answer(hangup_after_ms=1800), announce_media_port=port)
-    book.asterisk = f"127.0.0.1:{phone.port}"
     keys = [Keys("1", after_ms=100), Keys("1234#", after_ms=300, gap_ms=200)]
-    caller = await book.call("+3903", from_number="+3999", keys=keys)
+    caller = await book.call("+3903", target=direct(phone), from_number="+3999", keys=keys)
 
     result = await phone.finished(timeout=10)
     assert result.ok, result
@@ -163,10 +168,9 @@ async def test_phone_hangs_up_and_caller_presses_keys(
 
 async def test_phone_takes_several_calls_one_after_the_other(book: PhoneBook) -> None:
     phone = await book.phone("+3904", answer(hangup_after_ms=100), calls=2)
-    book.asterisk = f"127.0.0.1:{phone.port}"
-    first = await book.call("+3904")
+    first = await book.call("+3904", target=direct(phone))
     assert (await first.finished(timeout=5)).ok
-    second = await book.call("+3904")
+    second = await book.call("+3904", target=direct(phone))
     assert (await second.finished(timeout=5)).ok
 
     result = await phone.finished(timeout=5)
@@ -186,6 +190,21 @@ async def test_refusing_phone(book: PhoneBook, behaviour: Behaviour, status: str
     assert result.sent == ["100", status], result
     called = await caller.finished(timeout=5)
     assert called.ok and called.received == ["100", status], called
+
+
+async def test_replaced_phone_answers_on_the_same_port(book: PhoneBook) -> None:
+    first = await book.phone("+3908", busy())
+    routes = book.routes()
+    refused = uac(book, "selftest_refused", first.port)
+    await refused.start()
+    assert "486" in (await first.finished(timeout=5)).sent
+    assert (await refused.finished(timeout=5)).ok
+
+    second = await book.replace("+3908", answer(hangup_after_ms=100))
+    assert second.port == first.port and book.routes() == routes
+    caller = await book.call("+3908", target=direct(second))
+    assert (await second.finished(timeout=5)).ok
+    assert (await caller.finished(timeout=5)).ok
 
 
 async def test_unanswered_phone_rings_until_cancelled(book: PhoneBook) -> None:

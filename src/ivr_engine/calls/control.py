@@ -143,7 +143,7 @@ class CallControl:
         elif isinstance(event, PlaybackFinished):
             leg._on_playback_finished(event.playback.id)
         elif isinstance(event, ChannelDestroyed):
-            leg._on_gone(event.cause, event.cause_txt, event.timestamp)
+            leg._on_destroyed(event.cause, event.cause_txt, event.timestamp)
         elif isinstance(event, ChannelHangupRequest):
             leg._on_hangup_request(event.cause)
         elif isinstance(event, StasisEnd):
@@ -164,7 +164,7 @@ class CallControl:
             state = next((c.get("state") for c in channels if c["id"] == leg.id), None)
             if leg.id not in alive:
                 log.warning("ari.resync_channel_gone", channel_id=leg.id)
-                leg._on_gone(leg.hangup_cause, "lost while disconnected", now)
+                leg._on_destroyed(0, "lost while disconnected", now)
                 continue
             if state == "Up" and not leg.is_answered:
                 leg._on_stasis_start(now)

@@ -35,6 +35,7 @@ class Leg:
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[datetime] = loop.create_future()
         self._gone: asyncio.Future[Hangup] = loop.create_future()
+        self._destroyed = asyncio.Event()  # ChannelDestroyed seen: the cause is final
         self._digits: asyncio.Queue[str] = asyncio.Queue()
         self._playbacks: dict[str, asyncio.Future[None]] = {}
         self._seq = itertools.count(1)
@@ -60,15 +61,25 @@ class Leg:
             fut.set_result(None)
 
     def _on_hangup_request(self, cause: int | None) -> None:
-        if cause is not None and self.hangup_cause is None:
+        if cause and not self.hangup_cause:
             self.hangup_cause = cause
+
+    def _on_destroyed(self, cause: int, cause_txt: str, at: datetime) -> None:
+        if cause or not self.hangup_cause:
+            self.hangup_cause = cause
+            self.hangup_text = cause_txt
+        self._on_gone(self.hangup_cause, self.hangup_text, at)
+        self._destroyed.set()
+
+    async def destroyed(self, timeout: float) -> None:
+        """Wait (a little) for ChannelDestroyed, which carries the final hangup cause."""
+        try:
+            await asyncio.wait_for(self._destroyed.wait(), timeout)
+        except TimeoutError:
+            pass
 
     def _on_gone(self, cause: int | None, cause_txt: str, at: datetime) -> None:
         if self._gone.done():
-            # StasisEnd comes first; ChannelDestroyed then brings the real cause.
-            if cause is not None and (self.hangup_cause is None or not self.hangup_text):
-                self.hangup_cause = cause
-                self.hangup_text = cause_txt
             return
         self.ended_at = at
         self.hangup_cause = cause
@@ -164,11 +175,10 @@ class Leg:
     ) -> str | None:
         """Offer ``media`` and return the first valid key, or None after ``tries`` offers.
 
-        A key pressed during the prompt interrupts it. An invalid key plays ``invalid``
-        and offers the prompt again; so does silence.
+        A key pressed during the prompt (or before it: keys are queued) interrupts it. An
+        invalid key plays ``invalid`` and offers the prompt again; so does silence.
         """
         for _ in range(tries):
-            self._drain_digits()
             play = asyncio.ensure_future(self.play(media))
             digit_wait = asyncio.ensure_future(self._digits.get())
             try:
@@ -199,10 +209,6 @@ class Leg:
                 await self.play(invalid)
         return None
 
-    def _drain_digits(self) -> None:
-        while not self._digits.empty():
-            self._digits.get_nowait()
-
     async def start_moh(self, moh_class: str = "default") -> None:
         try:
             await self._step(
@@ -228,6 +234,7 @@ class Leg:
             await self.ari.request("DELETE", f"/channels/{self.id}", params={"reason": reason})
         except AriNotFound:
             self._on_gone(self.hangup_cause, self.hangup_text, datetime.now(UTC))
+            self._destroyed.set()
 
     def _hangup_now(self) -> Hangup:
         self._on_gone(self.hangup_cause, self.hangup_text or "gone", datetime.now(UTC))

@@ -71,14 +71,14 @@ class AcceptanceFlow:
         except Hangup:
             choice = ""
         if choice == "":
-            await self._end_attempt(expert, "no_choice")
             await self._say_and_hangup(expert, Prompt.NO_CHOICE_GOODBYE)
+            await self._end_attempt(expert, "no_choice")
             await self._expert_missed("no_choice")
             return
         if choice == "3":
-            await self._end_attempt(expert, "refused", choice="3")
             await self.store.move(job.request_id, S.RINGING_EXPERT, S.REFUSED, "expert_refused")
             await self._say_and_hangup(expert, Prompt.REFUSED_GOODBYE)
+            await self._end_attempt(expert, "refused", choice="3")
             await self._tell_client_declined()
             return
         await self._connect(expert)
@@ -90,9 +90,8 @@ class AcceptanceFlow:
             f"characters:{_spellable(job.client_alias)}",
             *rate_media(job.rate, self.settings.sound_prefix),
         ]
-        await expert.play(offer)
         return await expert.collect(
-            [self.media(Prompt.ACCEPT_OR_REFUSE)],
+            [*offer, self.media(Prompt.ACCEPT_OR_REFUSE)],
             digits="13",
             timeout=self.settings.digit_timeout,
             tries=self.settings.prompt_tries,
@@ -122,37 +121,37 @@ class AcceptanceFlow:
             # The expert left while the client's phone rang: stop ringing it.
             answered.cancel()
             await client.hangup()
+            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._end_attempt(client, "cancelled")
-            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             return
         try:
             answered.result()
         except OriginateFailed as err:
             await self._attempt_failed(client, err)
-            await self._end_attempt(expert, "client_unreachable", choice="1")
             await self.store.move(
                 job.request_id, S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer"
             )
             await expert.stop_moh()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
+            await self._end_attempt(expert, "client_unreachable", choice="1")
             return
         await self.store.attempt_answered(client.id, client.answered_at or _now())
 
         try:
             await client.play(self.media(Prompt.CLIENT_EXPERT_ACCEPTED))
         except Hangup:
-            await self._end_attempt(client, "hung_up_before_bridge")
-            await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
             await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "client_hung_up")
+            await self._end_attempt(client, "hung_up_before_bridge")
             await expert.stop_moh()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
+            await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
             return
         if expert.is_gone:
-            await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
-            await self._end_attempt(client, "expert_hung_up_before_bridge")
             await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+            await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
+            await self._end_attempt(client, "expert_hung_up_before_bridge")
             return
         await self._bridge(expert, client)
 
@@ -241,6 +240,7 @@ class AcceptanceFlow:
 
     async def _attempt_failed(self, leg: Leg, err: OriginateFailed) -> None:
         self.ended.add(leg.id)
+        await leg.destroyed(timeout=2)
         outcome = "busy" if err.cause in BUSY_CAUSES else "no_answer"
         if err.cause_txt.startswith("originate refused"):
             outcome = "failed"
@@ -255,6 +255,8 @@ class AcceptanceFlow:
 
     async def _end_attempt(self, leg: Leg, outcome: str, choice: str | None = None) -> None:
         self.ended.add(leg.id)
+        if leg.is_gone:
+            await leg.destroyed(timeout=2)
         await self.store.attempt_ended(
             leg.id,
             outcome=outcome,

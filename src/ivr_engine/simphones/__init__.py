@@ -7,11 +7,11 @@ be busy, let it ring, decline. A ``Caller`` is a SIPp UAC that places one call t
 every phone it made, and stops them all at the end of a test, passed or failed.
 
 Keys go as RFC 4733 telephone events (payload type 101) with ``play_pcap_audio``. The pcaps
-are written here for each phone rather than taken from /usr/share/sip-tester: the stock
-dtmf_2833_N.pcap files each carry a fixed RTP sequence number and timestamp, so "5" then
-"1" goes backwards in both and "1" then "1" repeats the same event; a receiver such as
-Asterisk drops the later press as a late or repeated packet. Ours continue one stream: one
-SSRC, rising sequence numbers, a new timestamp for each press.
+are written here for each phone rather than taken from /usr/share/sip-tester: each stock
+dtmf_2833_N.pcap carries its own fixed RTP sequence numbers and timestamp, so "5" then "1"
+goes backwards in both and "1" then "1" repeats one event. Asterisk 22 drops the later
+press: it heard "51" as "5" and "11" as "1". Ours continue one stream (one SSRC, rising
+sequence numbers, a new timestamp for each press) and it hears every key.
 
 Exceptions:
     PhoneError          SIPp could not start, or died before it listened
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import re
 import shutil
@@ -32,6 +33,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 from xml.sax.saxutils import quoteattr
+
+__all__ = [
+    "ASTERISK_SIP",
+    "SCENARIOS",
+    "TELEPHONE_EVENT",
+    "Answer",
+    "Behaviour",
+    "Caller",
+    "Keys",
+    "NoAnswer",
+    "Phone",
+    "PhoneBook",
+    "PhoneError",
+    "PhoneResult",
+    "PhoneTimeout",
+    "Refuse",
+    "SipMessage",
+    "SippProcess",
+    "answer",
+    "busy",
+    "dial_routes",
+    "dtmf_pcap",
+    "free_udp_port",
+    "no_answer",
+    "reject",
+]
 
 LOOPBACK = "127.0.0.1"
 ASTERISK_SIP = "127.0.0.1:15060"
@@ -242,7 +269,10 @@ def answer(
     hangup_after_ms: int | None = None,
 ) -> Answer:
     """Answer; ``dtmf_delay_ms`` after the ACK press each key of ``dtmf``, ``digit_gap_ms``
-    apart (e.g. "51": a wrong key, then 1 once the engine has replayed its prompt)."""
+    apart (e.g. "51": a wrong key, then 1 once the engine has replayed its prompt).
+
+    Then wait for the far end's BYE, or send one ``hangup_after_ms`` after the last key.
+    """
     keys = (Keys(dtmf, after_ms=dtmf_delay_ms, gap_ms=digit_gap_ms),) if dtmf else ()
     return Answer(keys=keys, hangup_after_ms=hangup_after_ms)
 
@@ -399,14 +429,22 @@ class SippProcess:
                 cwd=self.workdir,
                 start_new_session=True,  # a Ctrl-C of pytest is for pytest; teardown stops us
             )
+        except OSError as err:
+            raise PhoneError(f"{self.name}: cannot run {SIPP}: {err}") from err
         finally:
             stdout.close()
             stderr.close()
+        try:
+            await self._wait_listening(self._proc, ready_timeout)
+        except BaseException:
+            self._kill()
+            raise
+
+    async def _wait_listening(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + ready_timeout
+        deadline = loop.time() + timeout
         while not {self.port, self.media_port} <= _bound_udp_ports():
-            if self._proc.returncode is not None or loop.time() > deadline:
-                await self.stop()
+            if proc.returncode is not None or loop.time() > deadline:
                 raise PhoneError(f"{self.name}: SIPp did not start\n{self._diagnostics()}")
             await asyncio.sleep(0.02)
 
@@ -434,13 +472,16 @@ class SippProcess:
             try:
                 await asyncio.wait_for(proc.wait(), 3)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                self._kill()
                 await proc.wait()
         except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            self._kill()  # asyncio's child watcher still reaps it
             raise
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
 
     def messages(self) -> list[SipMessage]:
         """The SIP messages so far (SIPp writes each one as it goes)."""
@@ -515,8 +556,13 @@ class _SippPhone:
         return len({(m.call_id, m.cseq) for m in received})
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9+_-]", "_", text)
+_serial = itertools.count(1)
+
+
+def _trace_name(kind: str, who: str) -> str:
+    # Numbered in the order the phones were made, so a test's workdir reads like its story,
+    # and a replaced phone does not overwrite the traces of the one before.
+    return f"{next(_serial):02d}-{kind}-{re.sub(r'[^A-Za-z0-9+_-]', '_', who)}"
 
 
 class Phone(_SippPhone):
@@ -541,7 +587,7 @@ class Phone(_SippPhone):
         self.number = number
         self.port = port
         self.behaviour = behaviour
-        name = f"phone-{_safe(number)}-{port}"
+        name = _trace_name("phone", number)
         workdir.mkdir(parents=True, exist_ok=True)
         extra = ["-s", number]
         match behaviour:
@@ -609,7 +655,7 @@ class Caller(_SippPhone):
         announce_media_port: int | None = None,
     ) -> None:
         self.extension = extension
-        name = f"caller-{_safe(from_number)}-{port}"
+        name = _trace_name("caller", f"{from_number}-to-{extension}")
         workdir.mkdir(parents=True, exist_ok=True)
         scenario = _render(
             "caller.xml",
@@ -656,7 +702,15 @@ class PhoneBook:
         self.phones: dict[str, Phone] = {}
         self._all: list[_SippPhone] = []
 
-    def add(self, number: str, behaviour: Behaviour, calls: int = 1, **options: object) -> Phone:
+    def add(
+        self,
+        number: str,
+        behaviour: Behaviour,
+        calls: int = 1,
+        *,
+        timeout_s: float = 90,
+        announce_media_port: int | None = None,
+    ) -> Phone:
         """A phone for ``number``, not started yet (its route exists already)."""
         if number in self.phones:
             raise PhoneError(f"phone {number} exists already")
@@ -667,29 +721,86 @@ class PhoneBook:
             behaviour,
             calls,
             workdir=self.workdir,
-            **options,  # type: ignore[arg-type]
+            timeout_s=timeout_s,
+            announce_media_port=announce_media_port,
         )
         self.phones[number] = phone
         self._all.append(phone)
         return phone
 
     async def phone(
-        self, number: str, behaviour: Behaviour, calls: int = 1, **options: object
+        self,
+        number: str,
+        behaviour: Behaviour,
+        calls: int = 1,
+        *,
+        timeout_s: float = 90,
+        announce_media_port: int | None = None,
     ) -> Phone:
         """A started phone for ``number``, ready to be rung."""
-        phone = self.add(number, behaviour, calls, **options)
+        phone = self.add(
+            number, behaviour, calls, timeout_s=timeout_s, announce_media_port=announce_media_port
+        )
         await phone.start()
         return phone
 
-    async def call(self, extension: str, **options: object) -> Caller:
-        """A started Caller: it calls Asterisk's ``extension`` at once (see ``Caller``)."""
+    async def replace(
+        self,
+        number: str,
+        behaviour: Behaviour,
+        calls: int = 1,
+        *,
+        timeout_s: float = 90,
+        announce_media_port: int | None = None,
+    ) -> Phone:
+        """A new, started phone for ``number`` on the same SIP port as the one it replaces.
+
+        The engine's dial routes are fixed when it starts: this is how a test makes the
+        same number behave differently the next time (busy now, answers on the retry).
+        The old phone is stopped first if it still runs.
+        """
+        old = self.phones.get(number)
+        if old is None:
+            raise PhoneError(f"no phone {number} to replace")
+        await old.stop()
+        phone = Phone(
+            number,
+            old.port,
+            free_udp_port(span=4),
+            behaviour,
+            calls,
+            workdir=self.workdir,
+            timeout_s=timeout_s,
+            announce_media_port=announce_media_port,
+        )
+        self.phones[number] = phone
+        self._all.append(phone)
+        await phone.start()
+        return phone
+
+    async def call(
+        self,
+        extension: str,
+        *,
+        from_number: str = "0000",
+        keys: Sequence[Keys] = (),
+        hangup_after_ms: int | None = None,
+        target: str | None = None,
+        timeout_s: float = 90,
+        announce_media_port: int | None = None,
+    ) -> Caller:
+        """A started Caller: it calls ``extension`` at Asterisk (or ``target``) at once."""
         caller = Caller(
             extension,
             port=free_udp_port(),
             media_port=free_udp_port(span=4),
             workdir=self.workdir,
-            target=self.asterisk,
-            **options,  # type: ignore[arg-type]
+            from_number=from_number,
+            keys=keys,
+            hangup_after_ms=hangup_after_ms,
+            target=target or self.asterisk,
+            timeout_s=timeout_s,
+            announce_media_port=announce_media_port,
         )
         self._all.append(caller)
         await caller.start()

@@ -1,0 +1,131 @@
+"""``ivr-engine demo``: one scripted consultation on the sandbox, with simulated phones.
+
+A client asks for an expert over the HTTP API; the expert's phone (a SIPp UAS) rings,
+answers and presses 1; the client's phone rings, answers, talks for a few seconds and hangs
+up. The transcript comes from what PostgreSQL recorded. Everything started here is stopped
+at the end, unless ``--keep``: then it stays up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ivr_engine.config import Settings
+from ivr_engine.engine import Engine
+from ivr_engine.pgcluster import ThrowawayCluster
+from ivr_engine.sandbox import Sandbox
+from ivr_engine.simphones import PhoneBook, answer
+from ivr_engine.transcript import transcript
+
+EXPERT_PHONE = "+390600000101"
+CLIENT_PHONE = "+393330000202"
+
+
+async def run_demo(*, keep: bool = False) -> int:
+    box = Sandbox()
+    cluster = ThrowawayCluster()
+    print("starting PostgreSQL and the Asterisk sandbox ...")
+    dsn = await asyncio.to_thread(cluster.start)
+    info = await asyncio.to_thread(box.up)
+    workdir = Path(tempfile.mkdtemp(prefix="ivr-demo-"))
+    phones = PhoneBook(workdir)
+    engine: Engine | None = None
+    try:
+        await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500))
+        await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=5000))
+        env = info.engine_env()
+        token = secrets.token_urlsafe(16)
+        settings = Settings(
+            database_url=dsn,  # type: ignore[arg-type]
+            ari_url=env["IVR_ARI_URL"],
+            ari_user=env["IVR_ARI_USER"],
+            ari_password=env["IVR_ARI_PASSWORD"],  # type: ignore[arg-type]
+            ari_app=env["IVR_ARI_APP"],
+            ami_host=env["IVR_AMI_HOST"],
+            ami_port=int(env["IVR_AMI_PORT"]),
+            ami_user=env["IVR_AMI_USER"],
+            ami_secret=env["IVR_AMI_SECRET"],  # type: ignore[arg-type]
+            api_token=token,  # type: ignore[arg-type]
+            http_port=0,
+            dial_routes=phones.routes(),
+            ring_timeout=15,
+        )
+        engine = Engine(settings)
+        await engine.start()
+        await engine.ari.wait_connected(15)
+        base = f"http://127.0.0.1:{engine.http_port}"
+        request_id = await _consultation(base, token)
+        state = await _wait_final(engine, request_id, timeout=90)
+        print()
+        print(f"request {request_id}: {state}")
+        assert engine.pool is not None
+        for line in await transcript(engine.pool, request_id):
+            print("  " + line)
+        if keep:
+            _print_access(info, base, token, dsn)
+            await _wait_for_ctrl_c()
+        return 0 if state == "completed" else 1
+    finally:
+        if engine is not None:
+            await engine.close()
+        await phones.aclose()
+        if not keep:
+            await asyncio.to_thread(box.down)
+        await asyncio.to_thread(cluster.stop)
+
+
+async def _consultation(base: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        expert: dict[str, Any] = {
+            "alias": "Anna",
+            "phone": EXPERT_PHONE,
+            "rate_per_minute": "1.50",
+            "email": "anna@example.org",
+        }
+        async with http.post(f"{base}/api/v1/experts", json=expert) as resp:
+            expert_id = (await resp.json())["id"]
+        body = {"client_phone": CLIENT_PHONE, "client_alias": "Marco"}
+        async with http.post(f"{base}/api/v1/experts/{expert_id}/requests", json=body) as resp:
+            created = await resp.json()
+        print(f"POST /api/v1/experts/{expert_id}/requests -> {resp.status} {created}")
+        return int(created["id"])
+
+
+async def _wait_final(engine: Engine, request_id: int, timeout: float) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    state = ""
+    while loop.time() < deadline:
+        view = await engine.store.get(request_id)
+        state = view.state.value
+        if view.state.is_final:
+            return state
+        await asyncio.sleep(0.2)
+    return f"{state} (timed out)"
+
+
+def _print_access(info: Any, base: str, token: str, dsn: str) -> None:
+    print()
+    print("KEEP=1: the services stay up until Ctrl-C.")
+    print(f"  HTTP API     {base}   (Authorization: Bearer {token})")
+    print(f"  PostgreSQL   {dsn}")
+    print(f"  ARI          {info.ari_url}  user {info.ari_user}")
+    print(f"  AMI          {info.ami_host}:{info.ami_port}  user {info.ami_user}")
+    print(f"  SIP          127.0.0.1:{info.sip_port}  softphones: {', '.join(info.operators)}")
+    print("  secrets      ~/.cache/ivr-engine/sandbox-secrets.json")
+
+
+async def _wait_for_ctrl_c() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
