@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from ivr_engine.pgcluster import ThrowawayCluster
 
+from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.store import connect_pool, migrate
 
 

@@ -95,9 +95,7 @@ class Harness:
                 return str(state)
             if loop.time() > deadline:
                 lines = "\n".join(await transcript(self.pool, request_id))
-                raise AssertionError(
-                    f"request {request_id} is {state}, expected {states}\n{lines}"
-                )
+                raise AssertionError(f"request {request_id} is {state}, expected {states}\n{lines}")
             await asyncio.sleep(0.1)
 
     async def ari(self, path: str) -> Any:

@@ -65,9 +65,7 @@ async def test_expert_accepts_and_client_hangs_up_first(
     assert [ch for ch in await h.ari("/channels") if ch["id"].startswith("ivr-")] == []
 
 
-async def test_expert_refuses_and_client_is_told(
-    harness: StartHarness, phones: PhoneBook
-) -> None:
+async def test_expert_refuses_and_client_is_told(harness: StartHarness, phones: PhoneBook) -> None:
     expert = await phones.phone(EXPERT, answer("3", dtmf_delay_ms=1500))
     client = await phones.phone(CLIENT, answer())
     h = await harness()
@@ -105,12 +103,14 @@ async def test_acceptance_ivr_disabled_bridges_on_answer(
     assert await h.wait_state(request_id, "completed") == "completed"
     e, _ = await h.attempts(request_id)
     assert e["dtmf"] == "" and e["choice"] is None
-    c = await h.pool.fetchrow("SELECT ended_by FROM consultations WHERE request_id = $1", request_id)
+    c = await h.pool.fetchrow(
+        "SELECT ended_by FROM consultations WHERE request_id = $1", request_id
+    )
     assert c["ended_by"] == "expert"
 
 
 async def test_expert_hangs_up_first(harness: StartHarness, phones: PhoneBook) -> None:
-    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000, hangup_after_ms=7000))
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000, hangup_after_ms=14000))
     client = await phones.phone(CLIENT, answer())
     h = await harness()
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
@@ -173,9 +173,7 @@ async def test_client_no_answer(harness: StartHarness, phones: PhoneBook) -> Non
     assert k["outcome"] == "no_answer"
 
 
-async def test_client_leaves_while_expert_rings(
-    harness: StartHarness, phones: PhoneBook
-) -> None:
+async def test_client_leaves_while_expert_rings(harness: StartHarness, phones: PhoneBook) -> None:
     expert = await phones.phone(EXPERT, no_answer())
     h = await harness(ring_timeout=20)
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
@@ -188,9 +186,7 @@ async def test_client_leaves_while_expert_rings(
     assert a["outcome"] == "cancelled"
 
 
-async def test_two_requests_race_for_one_expert(
-    harness: StartHarness, phones: PhoneBook
-) -> None:
+async def test_two_requests_race_for_one_expert(harness: StartHarness, phones: PhoneBook) -> None:
     other = "+393330000303"
     expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=800), calls=2)
     await phones.phone(CLIENT, answer(hangup_after_ms=6000))

@@ -128,6 +128,7 @@ async def test_concurrent_claims_never_engage_an_expert_twice(pool: asyncpg.Pool
     with pytest.raises(asyncpg.UniqueViolationError):
         await pool.execute(
             "UPDATE requests SET state = 'ringing_expert'"
-            " WHERE expert_id = $1 AND state = 'waiting' AND id = (SELECT min(id) FROM requests WHERE expert_id = $1 AND state = 'waiting')",
+            " WHERE id = (SELECT min(id) FROM requests"
+            " WHERE expert_id = $1 AND state = 'waiting')",
             expert,
         )

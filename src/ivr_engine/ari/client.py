@@ -150,7 +150,10 @@ class AriClient:
             self.state = ConnectionState.CONNECTING
             try:
                 async with self._session.ws_connect(
-                    ws_url, params=params, heartbeat=20, timeout=aiohttp.ClientWSTimeout(ws_close=10)
+                    ws_url,
+                    params=params,
+                    heartbeat=20,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=10),
                 ) as ws:
                     self.state = ConnectionState.CONNECTED
                     self.connections += 1

@@ -17,9 +17,9 @@ MIGRATION_LOCK = 0x1F0E_2026
 
 
 def default_migrations_dir() -> Path:
-    """``migrations/`` at the repository root, or a copy installed next to the package."""
+    """``migrations/`` of the checkout the package runs from, else of the working directory."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "migrations", here.parents[1] / "migrations"):
+    for candidate in (here.parents[3] / "migrations", Path.cwd() / "migrations"):
         if candidate.is_dir():
             return candidate
     raise StoreError("migrations directory not found")

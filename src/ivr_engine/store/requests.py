@@ -317,8 +317,8 @@ class RequestStore:
             await self.pool.fetchval(
                 "WITH n AS (SELECT nextval('call_attempts_id_seq') AS id)"
                 " INSERT INTO call_attempts (id, request_id, leg, purpose, channel_id, dial_string)"
-                " SELECT n.id, $1::bigint, $2, $3, 'ivr-' || $1::bigint::text || '-' || n.id::text, $4"
-                " FROM n"
+                " SELECT n.id, $1::bigint, $2, $3,"
+                " 'ivr-' || $1::bigint::text || '-' || n.id::text, $4 FROM n"
                 " RETURNING channel_id",
                 request_id,
                 leg,

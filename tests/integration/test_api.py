@@ -1,0 +1,141 @@
+"""The HTTP API on a real PostgreSQL, with Asterisk away: requests are taken and wait,
+bad input gets a clear error, nothing is dialled and nothing is lost."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivr_engine.config import Settings
+from ivr_engine.engine import Engine
+
+pytestmark = pytest.mark.integration
+TOKEN = "t0ken"
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def api(dsn: str) -> AsyncIterator[tuple[Engine, aiohttp.ClientSession, str]]:
+    settings = Settings(
+        database_url=dsn,
+        ari_url=f"http://127.0.0.1:{_dead_port()}/ari",  # Asterisk is away
+        ari_password="x",
+        ami_port=_dead_port(),
+        ami_secret="x",
+        api_token=TOKEN,
+        http_port=0,
+    )
+    engine = Engine(settings)
+    await engine.start()
+    session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        yield engine, session, f"http://127.0.0.1:{engine.http_port}"
+    finally:
+        await session.close()
+        await engine.close()
+
+
+async def _call(
+    session: aiohttp.ClientSession, method: str, url: str, **kw: Any
+) -> tuple[int, Any]:
+    async with session.request(method, url, **kw) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_requests_wait_while_asterisk_is_away(api: Any) -> None:
+    engine, http, base = api
+    status, expert = await _call(
+        http,
+        "POST",
+        f"{base}/api/v1/experts",
+        json={"alias": "Anna", "phone": "+390600000101", "rate_per_minute": "1.75"},
+    )
+    assert status == 201
+    status, body = await _call(
+        http,
+        "POST",
+        f"{base}/api/v1/experts/{expert['id']}/requests",
+        json={"client_phone": "+393330000202", "client_alias": "Marco", "language": "it"},
+    )
+    assert status == 201 and body["state"] == "waiting"
+    status, again = await _call(http, "GET", f"{base}/api/v1/requests/{body['id']}")
+    assert status == 200 and again["state"] == "waiting" and again["attempts"] == 0
+    assert await engine.pool.fetchval("SELECT count(*) FROM call_attempts") == 0
+    rate = await engine.pool.fetchval("SELECT rate_per_minute FROM experts")
+    assert str(rate) == "1.75"
+    status, health = await _call(http, "GET", f"{base}/healthz")
+    assert status == 503 and health["database"] is True and health["ari"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({}, "exactly one of client_id or client_phone"),
+        ({"client_phone": "abc"}, "client_phone"),
+        ({"client_id": 1, "client_phone": "+3933300"}, "exactly one"),
+        ({"client_phone": "+393330000202", "surprise": 1}, "surprise"),
+        ({"client_phone": "+393330000202", "language": "xx"}, "language"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_malformed_bodies_get_422(api: Any, body: Any, fragment: str) -> None:
+    engine, http, base = api
+    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
+    status, reply = await _call(http, "POST", f"{base}/api/v1/experts/{expert}/requests", json=body)
+    assert status == 422 and fragment in reply["error"]
+
+
+async def test_errors_are_clear(api: Any) -> None:
+    engine, http, base = api
+    status, reply = await _call(
+        http, "POST", f"{base}/api/v1/experts/999/requests", data=b"{not json"
+    )
+    assert status == 400 and "JSON" in reply["error"]
+    status, reply = await _call(
+        http, "POST", f"{base}/api/v1/experts/999/requests", json={"client_phone": "+3933300"}
+    )
+    assert status == 404 and "expert 999" in reply["error"]
+    closed = await engine.store.create_expert(
+        alias="B", phone="+39060002", rate=2, taking_calls=False
+    )
+    status, reply = await _call(
+        http, "POST", f"{base}/api/v1/experts/{closed}/requests", json={"client_phone": "+3933300"}
+    )
+    assert status == 409 and "not taking calls" in reply["error"]
+    status, reply = await _call(http, "GET", f"{base}/api/v1/requests/abc")
+    assert status == 404
+    async with aiohttp.ClientSession() as anonymous:
+        status, reply = await _call(anonymous, "GET", f"{base}/api/v1/requests/1")
+        assert status == 401
+        status, reply = await _call(
+            anonymous, "GET", f"{base}/api/v1/requests/1", headers={"Authorization": "Bearer no"}
+        )
+        assert status == 401
+
+
+async def test_leave_then_solicit(api: Any) -> None:
+    engine, http, base = api
+    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
+    status, req = await _call(
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+3933301"}
+    )
+    assert status == 201
+    status, dup = await _call(
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+3933301"}
+    )
+    assert status == 409 and "already" in dup["error"]
+    status, left = await _call(http, "DELETE", f"{base}/api/v1/requests/{req['id']}")
+    assert status == 200 and left["state"] == "lost" and left["end_reason"] == "client_left"
+    status, reply = await _call(http, "POST", f"{base}/api/v1/requests/{req['id']}/solicit")
+    assert status == 409 and "not waiting" in reply["error"]
+    status, reply = await _call(http, "POST", f"{base}/api/v1/requests/424242/solicit")
+    assert status == 404
