@@ -13,7 +13,7 @@ from ivr_engine.ami import AmiMonitor
 from ivr_engine.api import make_app
 from ivr_engine.ari.client import AriClient
 from ivr_engine.ari.models import StasisStart
-from ivr_engine.calls import CallControl
+from ivr_engine.calls import CallControl, Leg
 from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
 from ivr_engine.errors import Hangup
@@ -84,8 +84,9 @@ class Engine:
         self._inbound_tasks.add(task)
         task.add_done_callback(self._inbound_tasks.discard)
 
-    async def _decline_inbound(self, leg: Any) -> None:
+    async def _decline_inbound(self, leg: Leg) -> None:
         try:
+            await leg.answer()
             await leg.play(sound_uri(Prompt.SERVICE_UNAVAILABLE, self.settings.sound_prefix))
         except Hangup:
             pass

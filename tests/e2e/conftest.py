@@ -115,6 +115,10 @@ async def harness(
 ) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     engines: list[Engine] = []
     session = aiohttp.ClientSession()
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
 
     async def start(**overrides: Any) -> Harness:
         env = sandbox.engine_env()
@@ -148,6 +152,13 @@ async def harness(
         for engine in engines:
             await engine.close()
         await session.close()
+        loop.set_exception_handler(previous_handler)
+    for engine in engines:
+        # No flow task, call leg or bridge outlives the engine.
+        assert not engine.dispatcher.tasks
+        assert not engine.calls.legs, list(engine.calls.legs)
+        assert not engine.calls.bridge_entries, list(engine.calls.bridge_entries)
+    assert not unhandled, [c.get("message") for c in unhandled]
 
 
 def money(value: str) -> Decimal:

@@ -209,6 +209,14 @@ class Leg:
                 await self.play(invalid)
         return None
 
+    async def answer(self) -> None:
+        """Answer a channel that came in through the dialplan."""
+        try:
+            await self._step(self.ari.request("POST", f"/channels/{self.id}/answer"), timeout=10)
+        except AriNotFound as err:
+            raise self._hangup_now() from err
+        self.answered_at = self.answered_at or datetime.now(UTC)
+
     async def start_moh(self, moh_class: str = "default") -> None:
         try:
             await self._step(

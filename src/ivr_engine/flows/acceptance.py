@@ -176,14 +176,18 @@ class AcceptanceFlow:
             ended_by = "expert" if first is expert else "client"
             other = client if first is expert else expert
             await other.hangup()
+            try:
+                await other.wait_hangup(timeout=10)
+            except TimeoutError:
+                log.warning("call.hangup_unconfirmed", channel_id=other.id)
+            await self._end_attempt(expert, "completed", choice="1" if job.acceptance_ivr else None)
+            await self._end_attempt(client, "completed")
+            # Last: `completed` means every row of the consultation is final.
             seconds = billed_seconds(start, end)
             await self.store.close_consultation(
                 job.request_id, end=end, billed_seconds=seconds, ended_by=ended_by
             )
             log.info("consultation.ended", ended_by=ended_by, billed_seconds=seconds)
-            await other.wait_hangup(timeout=10)
-            await self._end_attempt(expert, "completed", choice="1" if job.acceptance_ivr else None)
-            await self._end_attempt(client, "completed")
         finally:
             await asyncio.shield(self.calls.destroy_bridge(bridge_id))
 
