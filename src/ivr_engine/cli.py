@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         elif args.action == "env":
             info = box.up()
             for key, value in info.engine_env().items():
-                print(f"{key}={json.dumps(value) if key == 'IVR_DIAL_ROUTES' else value}")
+                print(f"{key}='{value}'" if key == "IVR_DIAL_ROUTES" else f"{key}={value}")
         elif args.action == "down":
             box.down()
         else:

@@ -39,7 +39,7 @@ async def run_demo(*, keep: bool = False) -> int:
     engine: Engine | None = None
     try:
         await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500))
-        await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=5000))
+        await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=10000))
         env = info.engine_env()
         token = secrets.token_urlsafe(16)
         settings = Settings(
@@ -114,7 +114,8 @@ async def _wait_final(engine: Engine, request_id: int, timeout: float) -> str:
 
 def _print_access(info: Any, base: str, token: str, dsn: str) -> None:
     print()
-    print("KEEP=1: the services stay up until Ctrl-C.")
+    print("KEEP=1: the engine and PostgreSQL run until Ctrl-C; the sandbox Asterisk keeps")
+    print("running after that, until `.venv/bin/ivr-engine sandbox down`.")
     print(f"  HTTP API     {base}   (Authorization: Bearer {token})")
     print(f"  PostgreSQL   {dsn}")
     print(f"  ARI          {info.ari_url}  user {info.ari_user}")
