@@ -6,8 +6,10 @@ engine refuses to start until they are given. Every setting is listed in the REA
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +67,15 @@ class Settings(BaseSettings):
             if "{number}" not in template and not template.startswith("PJSIP/"):
                 raise ValueError(f"route {prefix!r}: template must contain {{number}}")
         return routes
+
+
+def settings_from_env(env: Mapping[str, str], **overrides: Any) -> Settings:
+    """Settings from an ``IVR_*`` mapping (e.g. the sandbox's) plus explicit overrides."""
+    values: dict[str, Any] = {key.removeprefix("IVR_").lower(): value for key, value in env.items()}
+    if isinstance(values.get("dial_routes"), str):
+        values["dial_routes"] = json.loads(values["dial_routes"])
+    values.update(overrides)
+    return load_settings(**values)
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from ivr_engine.config import Settings
+from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.sandbox import Sandbox
@@ -40,18 +40,10 @@ async def run_demo(*, keep: bool = False) -> int:
     try:
         await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500))
         await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=10000))
-        env = info.engine_env()
         token = secrets.token_urlsafe(16)
-        settings = Settings(
+        settings = settings_from_env(
+            info.engine_env(),
             database_url=dsn,
-            ari_url=env["IVR_ARI_URL"],
-            ari_user=env["IVR_ARI_USER"],
-            ari_password=env["IVR_ARI_PASSWORD"],
-            ari_app=env["IVR_ARI_APP"],
-            ami_host=env["IVR_AMI_HOST"],
-            ami_port=int(env["IVR_AMI_PORT"]),
-            ami_user=env["IVR_AMI_USER"],
-            ami_secret=env["IVR_AMI_SECRET"],
             api_token=token,
             http_port=0,
             dial_routes=phones.routes(),

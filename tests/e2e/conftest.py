@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ivr_engine.config import Settings
+from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.sandbox import Sandbox, SandboxInfo
 from ivr_engine.simphones import PhoneBook
@@ -121,17 +121,9 @@ async def harness(
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
 
     async def start(**overrides: Any) -> Harness:
-        env = sandbox.engine_env()
-        settings = Settings(
+        settings = settings_from_env(
+            sandbox.engine_env(),
             database_url=dsn,
-            ari_url=env["IVR_ARI_URL"],
-            ari_user=env["IVR_ARI_USER"],
-            ari_password=env["IVR_ARI_PASSWORD"],
-            ari_app=env["IVR_ARI_APP"],
-            ami_host=env["IVR_AMI_HOST"],
-            ami_port=int(env["IVR_AMI_PORT"]),
-            ami_user=env["IVR_AMI_USER"],
-            ami_secret=env["IVR_AMI_SECRET"],
             api_token=API_TOKEN,
             http_port=0,
             dial_routes=phones.routes(),

@@ -43,3 +43,22 @@ def test_routes_need_a_fallback(tmp_path: Path) -> None:
 def test_missing_config_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.env")
+
+
+def test_settings_from_an_ivr_mapping() -> None:
+    from ivr_engine.config import settings_from_env
+
+    s = settings_from_env(
+        {
+            "IVR_ARI_URL": "http://127.0.0.1:18088/ari",
+            "IVR_ARI_PASSWORD": "p",
+            "IVR_AMI_SECRET": "s",
+            "IVR_AMI_PORT": "15038",
+            "IVR_DIAL_ROUTES": '{"*": "PJSIP/phone-network/sip:{number}@127.0.0.1:5070"}',
+        },
+        database_url="postgresql://x@127.0.0.1/db",
+        api_token="t",
+        ring_timeout=4,
+    )
+    assert s.ami_port == 15038 and s.ring_timeout == 4
+    assert s.dial_routes == {"*": "PJSIP/phone-network/sip:{number}@127.0.0.1:5070"}
