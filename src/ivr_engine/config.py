@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,27 @@ class Settings(BaseSettings):
     digit_timeout: float = Field(8.0, gt=0, description="seconds to wait for a key after a prompt")
     sound_prefix: str = "ivr-engine"
     default_language: str = "en"
+
+    # Money (EUR). Amounts are Decimal; the rounding rule lives in domain/money.py.
+    rate_min: Decimal = Field(Decimal("0.10"), ge=0, description="lowest rate an expert may set")
+    rate_max: Decimal = Field(Decimal("100.00"), gt=0, description="highest rate")
+    billing_granularity: int = Field(1, ge=1, description="billed time is rounded up to this")
+    billing_minimum: int = Field(0, ge=0, description="seconds billed at least, once bridged")
+    transfer_cost_mobile: Decimal = Field(Decimal("0.20"), ge=0, description="EUR/min")
+    transfer_cost_fixed: Decimal = Field(Decimal("0.01"), ge=0, description="EUR/min")
+    commission_percent: Decimal = Field(Decimal("0"), ge=0, le=100)
+    phone_region: str = Field("IT", description="region of numbers not written in E.164")
+
+    # Email (the outbox sender)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    mail_from: str = "ivr-engine@localhost"
+    public_url: str = Field("http://127.0.0.1:8080", description="base of links in emails")
+    link_secret: SecretStr = Field(description="HMAC key of the links in emails")
+    link_ttl: float = Field(3600.0, gt=0, description="seconds a link in an email stays valid")
 
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -45,6 +45,7 @@ async def run_demo(*, keep: bool = False) -> int:
             info.engine_env(),
             database_url=dsn,
             api_token=token,
+            link_secret=secrets.token_urlsafe(16),
             http_port=0,
             dial_routes=phones.routes(),
             ring_timeout=15,

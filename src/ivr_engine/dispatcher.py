@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from ivr_engine.aio import finish
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import Conflict, IvrError
 from ivr_engine.flows.acceptance import AcceptanceFlow, FlowDeps
@@ -34,6 +35,7 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self.idle = asyncio.Event()
+        self.on_flow_done: list[Callable[[], None]] = []  # e.g. wake the email sender
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
@@ -91,20 +93,22 @@ class Dispatcher:
         try:
             await AcceptanceFlow(self.deps, job).run()
         except asyncio.CancelledError:
-            await asyncio.shield(self._put_back(job.request_id))
+            await finish(self._put_back(job.request_id))
             raise
         except Exception:
             log.exception("request.flow_crashed")
-            await asyncio.shield(self._fail(job.request_id))
+            await finish(self._fail(job.request_id))
         finally:
             self.tasks.pop(job.request_id, None)
             view = None
             try:
-                view = await asyncio.shield(self.store.get(job.request_id))
+                view = await finish(self.store.get(job.request_id))
             except Exception:
                 pass
             log.info("request.flow_done", state=view.state.value if view else "unknown")
             structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
+            for hook in self.on_flow_done:
+                hook()
             self.poke()
 
     async def _put_back(self, request_id: int) -> None:

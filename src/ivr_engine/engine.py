@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from ivr_engine.aio import finish
 from ivr_engine.ami import AmiMonitor
 from ivr_engine.api import make_app
 from ivr_engine.ari.client import AriClient
@@ -18,6 +19,7 @@ from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
 from ivr_engine.errors import Hangup
 from ivr_engine.flows.acceptance import FlowDeps
+from ivr_engine.mail.sender import OutboxConfig, OutboxSender
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import RequestStore, connect_pool, migrate
 
@@ -55,6 +57,9 @@ class Engine:
         await migrate(self.pool)
         deps = FlowDeps(settings=s, store=RequestStore(self.pool), calls=self.calls)
         self.dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
+        self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
+        self.dispatcher.on_flow_done.append(self.mailer.poke)
+        self.mailer.start()
         self.calls.on_inbound(self._inbound)
         self.ari.on_connected(self._on_ari_connected)
         self.ami.on_restart(self.calls.resync)
@@ -91,7 +96,7 @@ class Engine:
         except Hangup:
             pass
         finally:
-            await asyncio.shield(leg.hangup())
+            await finish(leg.hangup())
             self.calls.forget(leg)
 
     async def health(self) -> dict[str, Any]:
@@ -121,6 +126,8 @@ class Engine:
         for task in list(self._inbound_tasks):
             task.cancel()
         await asyncio.gather(*self._inbound_tasks, return_exceptions=True)
+        if hasattr(self, "mailer"):
+            await self.mailer.close()
         await self.ami.close()
         await self.ari.close()
         if self.pool is not None:

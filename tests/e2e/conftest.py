@@ -125,6 +125,7 @@ async def harness(
             sandbox.engine_env(),
             database_url=dsn,
             api_token=API_TOKEN,
+            link_secret="e2e-link-secret",
             http_port=0,
             dial_routes=phones.routes(),
             ring_timeout=overrides.pop("ring_timeout", 4),

@@ -32,6 +32,7 @@ async def api(dsn: str) -> AsyncIterator[tuple[Engine, aiohttp.ClientSession, st
         ami_port=_dead_port(),
         ami_secret="x",
         api_token=TOKEN,
+        link_secret="link-secret",
         http_port=0,
     )
     engine = Engine(settings)

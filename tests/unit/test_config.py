@@ -7,11 +7,23 @@ from ivr_engine.errors import ConfigError
 
 
 def test_secrets_have_no_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("IVR_DATABASE_URL", "IVR_ARI_PASSWORD", "IVR_AMI_SECRET", "IVR_API_TOKEN"):
+    for key in (
+        "IVR_DATABASE_URL",
+        "IVR_ARI_PASSWORD",
+        "IVR_AMI_SECRET",
+        "IVR_API_TOKEN",
+        "IVR_LINK_SECRET",
+    ):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(ConfigError) as info:
         load_settings()
-    for key in ("IVR_DATABASE_URL", "IVR_ARI_PASSWORD", "IVR_AMI_SECRET", "IVR_API_TOKEN"):
+    for key in (
+        "IVR_DATABASE_URL",
+        "IVR_ARI_PASSWORD",
+        "IVR_AMI_SECRET",
+        "IVR_API_TOKEN",
+        "IVR_LINK_SECRET",
+    ):
         assert key in str(info.value)
 
 
@@ -19,7 +31,7 @@ def test_config_file_and_routes(tmp_path: Path) -> None:
     cfg = tmp_path / "ivr.env"
     cfg.write_text(
         "IVR_DATABASE_URL=postgresql://u@127.0.0.1/db\n"
-        "IVR_ARI_PASSWORD=a\nIVR_AMI_SECRET=b\nIVR_API_TOKEN=c\n"
+        "IVR_ARI_PASSWORD=a\nIVR_AMI_SECRET=b\nIVR_API_TOKEN=c\nIVR_LINK_SECRET=l\n"
         'IVR_DIAL_ROUTES={"*": "PJSIP/{number}@trunk", "+39": "PJSIP/{number}@it"}\n'
         "IVR_RETRY_DELAY=2.5\n"
     )
@@ -58,6 +70,7 @@ def test_settings_from_an_ivr_mapping() -> None:
         },
         database_url="postgresql://x@127.0.0.1/db",
         api_token="t",
+        link_secret="l",
         ring_timeout=4,
     )
     assert s.ami_port == 15038 and s.ring_timeout == 4

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 
 import structlog
 
+from ivr_engine.aio import finish
 from ivr_engine.calls import CallControl, Leg
 from ivr_engine.config import Settings
 from ivr_engine.domain.billing import billed_seconds
+from ivr_engine.domain.money import Tariff, make_tariff
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import Hangup, OriginateFailed
@@ -51,7 +53,7 @@ class AcceptanceFlow:
         try:
             await self._run()
         finally:
-            await asyncio.shield(self._cleanup())
+            await finish(self._cleanup())
 
     async def _run(self) -> None:
         job = self.job
@@ -165,6 +167,7 @@ class AcceptanceFlow:
             start = await self.calls.wait_bridged(bridge_id, 2, timeout=10)
             await self.store.open_consultation(
                 job,
+                tariff_for(job, self.settings),
                 bridge_id=bridge_id,
                 expert_channel=expert.id,
                 client_channel=client.id,
@@ -189,7 +192,7 @@ class AcceptanceFlow:
             )
             log.info("consultation.ended", ended_by=ended_by, billed_seconds=seconds)
         finally:
-            await asyncio.shield(self.calls.destroy_bridge(bridge_id))
+            await finish(self.calls.destroy_bridge(bridge_id))
 
     # -- pieces --------------------------------------------------------------------------
     async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
@@ -292,6 +295,21 @@ async def _first_hangup(a: Leg, b: Leg) -> Leg:
             t.cancel()
         await asyncio.gather(wa, wb, return_exceptions=True)
     return a if wa in done else b
+
+
+def tariff_for(job: Job, settings: Settings) -> Tariff:
+    """What this consultation will cost, frozen now: later changes never rewrite it."""
+    return make_tariff(
+        rate=job.rate,
+        category=job.category,
+        expert_number=job.expert_phone,
+        region=settings.phone_region,
+        mobile_cost=settings.transfer_cost_mobile,
+        fixed_cost=settings.transfer_cost_fixed,
+        commission_percent=settings.commission_percent,
+        granularity_seconds=settings.billing_granularity,
+        minimum_seconds=settings.billing_minimum,
+    )
 
 
 def _spellable(alias: str) -> str:

@@ -7,7 +7,6 @@ updates the row only if it is still in the state the caller saw, and appends to
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,8 +15,10 @@ from typing import Any
 import asyncpg
 
 from ivr_engine.domain.billing import billed_seconds
+from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState, can_leave, check_transition
 from ivr_engine.errors import Conflict, NotFound
+from ivr_engine.store import consultations, outbox
 
 S = RequestState
 ACTIVE = [s.value for s in (S.RINGING_EXPERT, S.RINGING_CLIENT, S.CONNECTED)]
@@ -35,6 +36,7 @@ class Job:
     expert_email: str
     expert_language: str
     rate: Decimal
+    category: str
     acceptance_ivr: bool
     client_id: int
     client_alias: str
@@ -94,11 +96,13 @@ class RequestStore:
         language: str = "en",
         acceptance_ivr: bool = True,
         taking_calls: bool = True,
+        category: str = "general",
     ) -> int:
         return int(
             await self.pool.fetchval(
                 "INSERT INTO experts (alias, phone, rate_per_minute, email, language,"
-                " acceptance_ivr, taking_calls) VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
+                " acceptance_ivr, taking_calls, category) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
+                " RETURNING id",
                 alias,
                 phone,
                 rate,
@@ -106,6 +110,7 @@ class RequestStore:
                 language,
                 acceptance_ivr,
                 taking_calls,
+                category,
             )
         )
 
@@ -231,8 +236,9 @@ class RequestStore:
         """The expert did not take the call: retry later, or lose the request."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT r.attempts, r.expert_id, r.state, e.email FROM requests r"
-                " JOIN experts e ON e.id = r.expert_id WHERE r.id = $1 FOR UPDATE OF r",
+                "SELECT r.attempts, r.expert_id, r.state, e.email, e.language, c.alias"
+                " FROM requests r JOIN experts e ON e.id = r.expert_id"
+                " JOIN clients c ON c.id = r.client_id WHERE r.id = $1 FOR UPDATE OF r",
                 request_id,
             )
             if row is None:
@@ -256,13 +262,18 @@ class RequestStore:
                     retry_delay,
                 )
                 kind = "expert_missed_call"
-            await conn.execute(
-                "INSERT INTO outbox_emails (kind, request_id, to_address, payload)"
-                " VALUES ($1, $2, $3, $4::jsonb)",
+            await outbox.queue(
+                conn,
                 kind,
-                request_id,
-                row["email"],
-                json.dumps({"reason": reason, "attempt": row["attempts"]}),
+                to=row["email"],
+                language=row["language"],
+                request_id=request_id,
+                payload={
+                    "request_id": request_id,
+                    "client_alias": row["alias"],
+                    "reason": reason,
+                    "attempt": row["attempts"],
+                },
             )
         return await self.get(view.id) if view.state is S.WAITING else view
 
@@ -360,35 +371,35 @@ class RequestStore:
 
     # -- consultations -----------------------------------------------------------------
     async def open_consultation(
-        self, job: Job, *, bridge_id: str, expert_channel: str, client_channel: str, start: datetime
-    ) -> None:
+        self,
+        job: Job,
+        tariff: Tariff,
+        *,
+        bridge_id: str,
+        expert_channel: str,
+        client_channel: str,
+        start: datetime,
+    ) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,"
-                " expert_channel_id, client_channel_id, rate_per_minute, bridge_start)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                job.request_id,
-                job.expert_id,
-                job.client_id,
-                bridge_id,
-                expert_channel,
-                client_channel,
-                job.rate,
-                start,
+            consultation_id = await consultations.insert(
+                conn,
+                job,
+                tariff,
+                bridge_id=bridge_id,
+                expert_channel=expert_channel,
+                client_channel=client_channel,
+                start=start,
             )
             await self._move(conn, job.request_id, S.RINGING_CLIENT, S.CONNECTED, "bridged")
+        return consultation_id
 
     async def close_consultation(
         self, request_id: int, *, end: datetime, billed_seconds: int, ended_by: str
     ) -> None:
+        """Bill it, queue the earnings email, complete the request: one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE consultations SET bridge_end = $2, billed_seconds = $3, ended_by = $4"
-                " WHERE request_id = $1 AND bridge_end IS NULL",
-                request_id,
-                end,
-                billed_seconds,
-                ended_by,
+            await consultations.close(
+                conn, request_id, end=end, billed_seconds=billed_seconds, ended_by=ended_by
             )
             await self._move(conn, request_id, S.CONNECTED, S.COMPLETED, f"ended by {ended_by}")
 
@@ -428,6 +439,7 @@ def _job(row: asyncpg.Record) -> Job:
         expert_email=row["expert_email"],
         expert_language=row["expert_language"],
         rate=row["rate_per_minute"],
+        category=row["category"],
         acceptance_ivr=row["acceptance_ivr"],
         client_id=row["client_id"],
         client_alias=row["client_alias"],
@@ -460,7 +472,7 @@ UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1, updat
 FROM picked, experts e, clients c
 WHERE r.id = picked.id AND e.id = r.expert_id AND c.id = r.client_id
 RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,
-          e.email AS expert_email, e.language AS expert_language, e.rate_per_minute,
+          e.email AS expert_email, e.language AS expert_language, e.rate_per_minute, e.category,
           e.acceptance_ivr, r.client_id, c.alias AS client_alias, c.phone AS client_phone,
           c.language AS client_language
 """

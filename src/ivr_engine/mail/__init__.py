@@ -1,0 +1,51 @@
+"""Emails to experts: the outbox sender, the texts, and the signed links they carry.
+
+The engine writes ``outbox_emails`` rows in the same transaction as the business event;
+``OutboxSender`` delivers them (at-least-once, stable Message-ID per row), ``templates``
+renders each kind in English or Italian, ``links`` signs and checks the "call me now" link.
+
+Errors (to move into ``ivr_engine.errors``; each subclasses ``IvrError`` until then)::
+
+    IvrError
+    ├── MailError               an email could not be handed to the SMTP server
+    │   ├── Undeliverable       the row can never be sent: no valid recipient address
+    │   └── TemplateError       unknown kind, or a payload missing a field
+    └── LinkError               a signed link from an email is not valid
+        ├── LinkForged          malformed, wrong secret, or made for another request
+        └── LinkExpired         authentic, but past its expiry
+"""
+
+from ivr_engine.mail.links import (
+    LinkError,
+    LinkExpired,
+    LinkForged,
+    sign_solicit,
+    solicit_url,
+    verify_solicit,
+)
+from ivr_engine.mail.sender import (
+    MailError,
+    OutboxConfig,
+    OutboxSender,
+    SmtpConfig,
+    Undeliverable,
+    backoff_delay,
+)
+from ivr_engine.mail.templates import TemplateError, render
+
+__all__ = [
+    "LinkError",
+    "LinkExpired",
+    "LinkForged",
+    "MailError",
+    "OutboxConfig",
+    "OutboxSender",
+    "SmtpConfig",
+    "TemplateError",
+    "Undeliverable",
+    "backoff_delay",
+    "render",
+    "sign_solicit",
+    "solicit_url",
+    "verify_solicit",
+]

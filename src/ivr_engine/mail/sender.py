@@ -1,0 +1,412 @@
+"""The outbox sender: delivers the rows of ``outbox_emails`` by SMTP, retrying with backoff.
+
+The engine writes a row in the same transaction as the business event and pokes the sender;
+this module only claims, sends and marks rows.
+
+Claiming. One statement takes the oldest due row (``FOR UPDATE SKIP LOCKED``), counts the
+attempt and sets ``next_try_at = now() + lease``. The lease keeps a second sender, or this one
+after a restart, off the row while it is being sent; it outlasts the send and the mark.
+
+Delivery is at-least-once. If the process dies, or PostgreSQL goes away, after the SMTP server
+accepted a message but before ``sent_at`` is written, the row is sent again when its lease
+ends. Every send of a row carries the same ``Message-ID: <outbox-{id}@{domain of mail_from}>``,
+so the duplicate is recognisable (many mail stores drop it). Exactly-once would need one
+transaction spanning PostgreSQL and the SMTP server; a recognisable duplicate is better than
+a lost earnings notice.
+
+Failures. The error is kept in ``last_error`` and the row waits
+``min(cap, base * 2**(attempts - 1))``; after ``max_attempts`` it gets ``failed_at`` and an
+error is logged. A row that can never be sent (no valid address, unknown kind, payload
+missing a field) fails at once.
+
+Waking: ``poke()`` when a row is written, else at the earliest ``next_try_at`` (computed by
+PostgreSQL, so the two clocks never disagree), else every ``idle_poll`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any, Literal
+
+import aiosmtplib
+import asyncpg
+import structlog
+
+from ivr_engine.config import Settings
+from ivr_engine.errors import ConfigError, IvrError
+from ivr_engine.mail.links import sign_solicit, solicit_url
+from ivr_engine.mail.templates import LANGUAGES, TemplateError, render
+
+log = structlog.get_logger(__name__)
+
+# To move into errors.py (this module may not edit it yet): MailError ── Undeliverable.
+
+
+class MailError(IvrError):
+    """An email could not be handed to the SMTP server (refused, unreachable, timed out)."""
+
+
+class Undeliverable(MailError):
+    """The row can never be sent as written: retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    tls: Literal["none", "starttls", "tls"] = "none"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0  # each SMTP command
+    ca_file: str | None = None  # CA bundle of a relay with a private certificate
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    smtp: SmtpConfig
+    mail_from: str
+    public_url: str
+    link_secret: bytes = field(repr=False)
+    link_ttl: float = 3600.0
+    send_timeout: float = 60.0  # connect, STARTTLS, login and send of one email
+    db_timeout: float = 10.0
+    lease: float = 300.0
+    backoff_base: float = 5.0
+    backoff_cap: float = 600.0
+    max_attempts: int = 8
+    idle_poll: float = 30.0
+
+    def __post_init__(self) -> None:
+        if "@" not in parseaddr(self.mail_from)[1]:
+            raise ConfigError(f"mail_from {self.mail_from!r} has no address with a domain")
+        if not self.link_secret:
+            raise ConfigError("link_secret is empty: links in emails could be forged")
+        if self.lease <= self.send_timeout + self.db_timeout:
+            # A shorter lease would let another sender take a row that is still being sent.
+            raise ConfigError("the outbox lease must outlast send_timeout + db_timeout")
+        if not 0 < self.backoff_base <= self.backoff_cap or self.max_attempts < 1:
+            raise ConfigError("outbox backoff needs 0 < base <= cap and max_attempts >= 1")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> OutboxConfig:
+        smtp = SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            tls=settings.smtp_tls,
+            user=settings.smtp_user,
+            password=settings.smtp_password.get_secret_value(),
+        )
+        config = cls(
+            smtp=smtp,
+            mail_from=settings.mail_from,
+            public_url=settings.public_url,
+            link_secret=settings.link_secret.get_secret_value().encode(),
+            link_ttl=settings.link_ttl,
+        )
+        return replace(config, **overrides)
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    kind: str
+    request_id: int | None
+    to_address: str
+    payload: Any
+    language: str
+    attempts: int
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try, after ``attempts`` failed ones (1 → base)."""
+    return min(cap, base * 2.0 ** min(max(attempts - 1, 0), 60))
+
+
+def smtp_options(config: SmtpConfig) -> dict[str, Any]:
+    """Keyword arguments of ``aiosmtplib.SMTP`` for this configuration."""
+    return {
+        "hostname": config.host,
+        "port": config.port,
+        "timeout": config.timeout,
+        "use_tls": config.tls == "tls",
+        # aiosmtplib's default (None) upgrades when the server offers STARTTLS: "none" is an
+        # explicit choice, e.g. a relay on loopback with a certificate for another name.
+        "start_tls": config.tls == "starttls",
+        "username": config.user or None,
+        "password": config.password if config.user else None,
+        "cert_bundle": config.ca_file,
+    }
+
+
+_CLAIM_SQL = """
+WITH due AS (
+    SELECT id FROM outbox_emails
+    WHERE sent_at IS NULL AND failed_at IS NULL AND next_try_at <= now()
+    ORDER BY next_try_at, id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox_emails o
+SET attempts = o.attempts + 1, next_try_at = now() + make_interval(secs => $1)
+FROM due WHERE o.id = due.id
+RETURNING o.id, o.kind, o.request_id, o.to_address, o.payload, o.language, o.attempts
+"""
+_NEXT_DUE_SQL = """
+SELECT EXTRACT(EPOCH FROM min(next_try_at) - clock_timestamp())::float8
+FROM outbox_emails WHERE sent_at IS NULL AND failed_at IS NULL
+"""
+_STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class OutboxSender:
+    """Owns one task that sends due outbox rows; ``close()`` may be called any number of times."""
+
+    def __init__(self, pool: asyncpg.Pool, config: OutboxConfig) -> None:
+        self._pool = pool
+        self.config = config
+        self._envelope_from = parseaddr(config.mail_from)[1]
+        self._domain = self._envelope_from.rpartition("@")[2]
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._passes_started = 0
+        self._passes_done = 0
+        self._pass_done = asyncio.Condition()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # Bounded: a cancelled send only finishes its bookkeeping (db_timeout).
+            done, _ = await asyncio.wait([task], timeout=3)
+            if not done:
+                import sys
+
+                print("HANG", task, file=sys.stderr)
+                task.print_stack(file=sys.stderr)
+                for t in asyncio.all_tasks():
+                    print(t, file=sys.stderr)
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def flush(self, timeout: float) -> None:
+        """Wake the sender and return once a pass that began after this call has ended.
+
+        Every row due at the call has then been tried (sent, rescheduled or failed).
+        """
+        if self._task is None or self._task.done():
+            raise MailError("the outbox sender is not running")
+        goal = self._passes_started + 1
+        self.poke()
+        try:
+            async with asyncio.timeout(timeout), self._pass_done:
+                await self._pass_done.wait_for(lambda: self._passes_done >= goal)
+        except TimeoutError as err:
+            raise MailError(f"outbox pass did not end within {timeout} s") from err
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        error_pause = min(5.0, self.config.idle_poll)
+        while True:
+            self._wake.clear()
+            self._passes_started += 1
+            try:
+                wait = await self._pass()
+            except _STORE_ERRORS as err:
+                log.warning("outbox.store_error", error=str(err) or type(err).__name__)
+                wait = error_pause
+            except Exception:
+                # A bug in one pass must not stop every email until the engine restarts.
+                log.exception("outbox.pass_crashed")
+                wait = error_pause
+            async with self._pass_done:
+                self._passes_done += 1
+                self._pass_done.notify_all()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    async def _pass(self) -> float:
+        """Send every due row; return the seconds until the next one is due."""
+        while (row := await self._claim()) is not None:
+            with structlog.contextvars.bound_contextvars(
+                outbox_id=row.id, kind=row.kind, attempt=row.attempts
+            ):
+                await self._deliver(row)
+        async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
+            due = await conn.fetchval(_NEXT_DUE_SQL, timeout=self.config.db_timeout)
+        if due is None:
+            return self.config.idle_poll
+        # The floor keeps a row locked by another sender's claim from spinning this loop.
+        return max(0.05, min(self.config.idle_poll, float(due)))
+
+    async def _claim(self) -> _Row | None:
+        async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
+            r = await conn.fetchrow(_CLAIM_SQL, self.config.lease, timeout=self.config.db_timeout)
+        if r is None:
+            return None
+        payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+        return _Row(
+            r["id"],
+            r["kind"],
+            r["request_id"],
+            r["to_address"],
+            payload,
+            r["language"],
+            r["attempts"],
+        )
+
+    async def _deliver(self, row: _Row) -> None:
+        try:
+            message, recipient = self._compose(row, datetime.now(UTC))
+        except (Undeliverable, TemplateError) as err:
+            await _finish(self._failed(row, str(err), permanent=True))
+            return
+        except Exception as err:
+            log.exception("outbox.compose_crashed")
+            await _finish(self._failed(row, f"{type(err).__name__}: {err}"))
+            return
+        try:
+            client = await self._transmit(message, recipient)
+        except asyncio.CancelledError:
+            # Whether the server accepted it is unknown: let the next start try again now
+            # rather than after the lease (a duplicate keeps its Message-ID).
+            await _finish(self._release(row))
+            raise
+        except MailError as err:
+            await _finish(self._failed(row, str(err)))
+            return
+        try:
+            await _finish(self._mark_sent(row))
+        finally:
+            await self._quit(client)
+        log.info("outbox.sent", to=recipient, message_id=message["Message-ID"])
+
+    # -- the email ---------------------------------------------------------------------------
+    def _compose(self, row: _Row, now: datetime) -> tuple[EmailMessage, str]:
+        recipient = parseaddr(row.to_address)[1]
+        if "@" not in recipient or any(c in row.to_address for c in "\r\n"):
+            raise Undeliverable(f"no valid recipient address: {row.to_address!r}")
+        if not isinstance(row.payload, dict):
+            raise TemplateError(f"{row.kind} payload is not a JSON object")
+        link = expires = None
+        if row.kind == "expert_missed_call":
+            request_id = row.request_id or row.payload.get("request_id")
+            if not isinstance(request_id, int):
+                raise TemplateError("expert_missed_call row has no request id")
+            expires = now + timedelta(seconds=self.config.link_ttl)
+            token = sign_solicit(request_id, expires, self.config.link_secret)
+            link = solicit_url(self.config.public_url, request_id, token)
+        subject, body = render(
+            row.kind, row.language, row.payload, solicit_url=link, link_expires=expires
+        )
+        message = EmailMessage()
+        message["From"] = self.config.mail_from
+        message["To"] = row.to_address
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = f"<outbox-{row.id}@{self._domain}>"
+        # RFC 3834: vacation responders must not answer a notification.
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(body)  # first: it clears every Content-* header
+        message["Content-Language"] = row.language if row.language in LANGUAGES else "en"
+        return message, recipient
+
+    async def _transmit(self, message: EmailMessage, recipient: str) -> aiosmtplib.SMTP:
+        """Connect and send; return the still-open client once the server has accepted."""
+        smtp = self.config.smtp
+        client = aiosmtplib.SMTP(**smtp_options(smtp))
+        accepted = False
+        try:
+            async with asyncio.timeout(self.config.send_timeout):
+                await client.connect()
+                await client.send_message(
+                    message, sender=self._envelope_from, recipients=[recipient]
+                )
+            accepted = True
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            detail = str(err) or type(err).__name__
+            raise MailError(f"SMTP {smtp.host}:{smtp.port}: {detail}") from err
+        finally:
+            if not accepted:
+                client.close()
+        return client
+
+    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+        # QUIT is a courtesy after the row is marked: its failure must not cause a re-send,
+        # and a shutdown does not wait for it.
+        task = asyncio.current_task()
+        try:
+            if client.is_connected and not (task and task.cancelling()):
+                async with asyncio.timeout(self.config.smtp.timeout):
+                    await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            client.close()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    async def _mark_sent(self, row: _Row) -> None:
+        async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
+            await conn.execute(
+                "UPDATE outbox_emails SET sent_at = now() WHERE id = $1",
+                row.id,
+                timeout=self.config.db_timeout,
+            )
+
+    async def _failed(self, row: _Row, error: str, *, permanent: bool = False) -> None:
+        cfg = self.config
+        give_up = permanent or row.attempts >= cfg.max_attempts
+        delay = backoff_delay(row.attempts, cfg.backoff_base, cfg.backoff_cap)
+        async with self._pool.acquire(timeout=cfg.db_timeout) as conn:
+            await conn.execute(
+                "UPDATE outbox_emails SET last_error = $2,"
+                " next_try_at = now() + make_interval(secs => $3),"
+                " failed_at = CASE WHEN $4 THEN now() END"
+                " WHERE id = $1 AND sent_at IS NULL",
+                row.id,
+                error[:2000],
+                delay,
+                give_up,
+                timeout=cfg.db_timeout,
+            )
+        if give_up:
+            log.error("outbox.gave_up", error=error, to=row.to_address, permanent=permanent)
+        else:
+            log.warning("outbox.retry_later", error=error, delay=delay)
+
+    async def _release(self, row: _Row) -> None:
+        async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
+            await conn.execute(
+                "UPDATE outbox_emails SET next_try_at = now()"
+                " WHERE id = $1 AND sent_at IS NULL AND failed_at IS NULL",
+                row.id,
+                timeout=self.config.db_timeout,
+            )
+
+
+async def _finish(step: Awaitable[None]) -> None:
+    """Run a bookkeeping write to its end even if the sender is being cancelled meanwhile.
+
+    Losing the write costs a duplicate email or a forgotten error; it is bounded by the
+    database timeout, so waiting for it cannot hang a shutdown.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.gather(task, return_exceptions=True)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("outbox.bookkeeping_failed", error=str(task.exception()))
+        raise

@@ -1,0 +1,312 @@
+"""The texts of the outbox emails, in English and Italian: plain text, no markup.
+
+``render`` is pure: the sender gives it the row's payload (amounts as strings, dates as ISO
+8601 with an offset) and, for a missed call, the signed link. Amounts are shown as they were
+computed by the billing: formatting adds zeros up to cents but never rounds.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ivr_engine.errors import IvrError
+
+# To move into errors.py (this module may not edit it yet), under the proposed MailError.
+
+
+class TemplateError(IvrError):
+    """Unknown kind, or a payload missing a field: sending again cannot help."""
+
+
+@dataclass(frozen=True)
+class _Language:
+    months: tuple[str, ...]
+    at: str  # between the date and the time
+    decimal_point: str
+    thousands: str
+    euro_first: bool  # "€3.13" or "3,13 €"
+    line_types: Mapping[str, str]
+    reasons: Mapping[str, str]
+    text: Mapping[str, str]
+
+
+EN = _Language(
+    months=(
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    at="at",
+    decimal_point=".",
+    thousands=",",
+    euro_first=True,
+    line_types={"mobile": "mobile", "fixed": "landline", "unknown": "unknown"},
+    reasons={
+        "no_answer": "you did not answer",
+        "busy": "your line was busy",
+        "no_choice": "you answered but did not choose an option",
+    },
+    text={
+        "earnings.subject": "Your earnings for the consultation with {client}: {earnings}",
+        "earnings.intro": "Hello {expert},\n\nhere is the detail of your consultation"
+        " no. {id} with {client}.",
+        "earnings.outro": "Thank you.",
+        "start": "Start",
+        "end": "End",
+        "billed": "Talk time",
+        "charged": "Charged time",
+        "rate": "Rate",
+        "price": "Client price",
+        "line": "Line type",
+        "transfer": "Transfer cost",
+        "commission": "Commission",
+        "earnings": "Your earnings",
+        "note": "Note",
+        "missed.subject": "You missed a call from {client}",
+        "missed.body": "Hello,\n\n{client} tried to reach you (attempt {attempt}), but"
+        " {reason}. The client is still waiting.\n\nTo be called now and put through to"
+        " {client}, open this link:\n\n{url}\n\nThe link is valid until {expires}.",
+        "lost.subject": "You missed the request from {client}",
+        "lost.body": "Hello,\n\n{client} tried to reach you for the last time (attempt"
+        " {attempt}), but {reason}. The request is closed: the client will not be put"
+        " through to you for it.",
+        "reason.other": "the call did not go through",
+    },
+)
+
+IT = _Language(
+    months=(
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ),
+    at="alle",
+    decimal_point=",",
+    thousands=".",
+    euro_first=False,
+    line_types={"mobile": "cellulare", "fixed": "fisso", "unknown": "sconosciuto"},
+    reasons={
+        "no_answer": "non hai risposto",
+        "busy": "la tua linea era occupata",
+        "no_choice": "hai risposto ma non hai scelto nessuna opzione",
+    },
+    text={
+        "earnings.subject": "Il tuo guadagno per il consulto con {client}: {earnings}",
+        "earnings.intro": "Ciao {expert},\n\necco il dettaglio del tuo consulto"
+        " n. {id} con {client}.",
+        "earnings.outro": "Grazie.",
+        "start": "Inizio",
+        "end": "Fine",
+        "billed": "Durata della conversazione",
+        "charged": "Tempo addebitato",
+        "rate": "Tariffa",
+        "price": "Prezzo per il cliente",
+        "line": "Tipo di linea",
+        "transfer": "Costo di trasferimento",
+        "commission": "Commissione",
+        "earnings": "Il tuo guadagno",
+        "note": "Nota",
+        "missed.subject": "Hai perso una chiamata di {client}",
+        "missed.body": "Ciao,\n\n{client} ha cercato di contattarti (tentativo n. {attempt}),"
+        " ma {reason}. Il cliente è ancora in attesa.\n\nPer ricevere subito la chiamata e"
+        " parlare con {client}, apri questo link:\n\n{url}\n\n"
+        "Il link è valido fino al {expires}.",
+        "lost.subject": "Hai perso la richiesta di {client}",
+        "lost.body": "Ciao,\n\n{client} ha cercato di contattarti per l'ultima volta"
+        " (tentativo n. {attempt}), ma {reason}. La richiesta è chiusa: il cliente non"
+        " verrà più messo in contatto con te per questa richiesta.",
+        "reason.other": "la chiamata non è andata a buon fine",
+    },
+)
+
+LANGUAGES: dict[str, _Language] = {"en": EN, "it": IT}
+
+
+def render(
+    kind: str,
+    language: str,
+    payload: Mapping[str, Any],
+    *,
+    solicit_url: str | None,
+    link_expires: datetime | None = None,
+) -> tuple[str, str]:
+    """(subject, plain-text body) of an outbox email; an unknown language gets English."""
+    renderer = _RENDERERS.get(kind)
+    if renderer is None:
+        raise TemplateError(f"no template for email kind {kind!r}")
+    lang = LANGUAGES.get(language.lower(), EN)
+    return renderer(lang, _Payload(kind, payload), solicit_url, link_expires)
+
+
+class _Payload:
+    """Field access that names the kind and the field when the engine wrote a bad row."""
+
+    def __init__(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.kind = kind
+        self.data = data
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.data.get(name, default)
+        if value is None:
+            raise TemplateError(f"{self.kind} payload has no {name!r}")
+        return str(value)
+
+    def amount(self, name: str) -> Decimal:
+        raw = self.text(name)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation as err:
+            raise TemplateError(f"{self.kind} payload: {name}={raw!r} is not an amount") from err
+        if not value.is_finite():
+            raise TemplateError(f"{self.kind} payload: {name}={raw!r} is not an amount")
+        return value
+
+    def seconds(self, name: str) -> int:
+        raw = self.text(name)
+        try:
+            return int(raw)
+        except ValueError as err:
+            raise TemplateError(f"{self.kind} payload: {name}={raw!r} is not seconds") from err
+
+    def moment(self, name: str) -> datetime:
+        raw = self.text(name)
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError as err:
+            raise TemplateError(f"{self.kind} payload: {name}={raw!r} is not a date") from err
+        if value.tzinfo is None:
+            raise TemplateError(f"{self.kind} payload: {name}={raw!r} has no timezone")
+        return value
+
+
+Renderer = Callable[[_Language, _Payload, str | None, datetime | None], tuple[str, str]]
+
+
+def money(lang: _Language, value: Decimal) -> str:
+    """``€1,234.50`` or ``1.234,50 €``; cents always shown, sub-cent digits kept."""
+    places = max(2, -int(value.as_tuple().exponent))
+    grouped = f"{abs(value):,.{places}f}"  # exact for Decimal: only zeros are added
+    number = grouped.translate(str.maketrans(",.", lang.thousands + lang.decimal_point))
+    sign = "-" if value < 0 else ""
+    return f"{sign}€{number}" if lang.euro_first else f"{sign}{number} €"
+
+
+def when(lang: _Language, moment: datetime) -> str:
+    """``12 March 2024 at 14:05:09 UTC+01:00``: the offset is kept, never converted."""
+    offset = moment.strftime("%z")
+    zone = "UTC" if offset in ("+0000", "-0000") else f"UTC{offset[:3]}:{offset[3:]}"
+    month = lang.months[moment.month - 1]
+    return f"{moment.day} {month} {moment.year} {lang.at} {moment:%H:%M:%S} {zone}"
+
+
+def duration(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{seconds} s"
+    return f"{seconds} s ({minutes} min {rest} s)" if rest else f"{seconds} s ({minutes} min)"
+
+
+def _earnings(
+    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    t = lang.text
+    client, earnings = p.text("client_alias"), money(lang, p.amount("earnings"))
+    line = p.text("line_type")
+    rule = p.text("transfer_rule", "")
+    transfer = money(lang, p.amount("transfer_cost")) + (f" ({rule})" if rule else "")
+    rows = [
+        (t["start"], when(lang, p.moment("start"))),
+        (t["end"], when(lang, p.moment("end"))),
+        (t["billed"], duration(p.seconds("billed_seconds"))),
+        (t["charged"], duration(p.seconds("charged_seconds"))),
+        (t["rate"], money(lang, p.amount("rate")) + "/min"),
+        (t["price"], money(lang, p.amount("client_price"))),
+        (t["line"], lang.line_types.get(line, line)),
+        (t["transfer"], transfer),
+        (t["commission"], money(lang, p.amount("commission"))),
+        (t["earnings"], earnings),
+    ]
+    width = max(len(label) for label, _ in rows) + 2
+    table = "\n".join(f"{label + ':':<{width}}{value}" for label, value in rows)
+    intro = t["earnings.intro"].format(
+        expert=p.text("expert_alias"), id=p.text("consultation_id"), client=client
+    )
+    note = p.text("note", "").strip()
+    parts = [_wrap(intro), table]
+    if note:
+        parts.append(_wrap(f"{t['note']}: {note}"))
+    parts.append(t["earnings.outro"] + "\n")
+    return t["earnings.subject"].format(client=client, earnings=earnings), "\n\n".join(parts)
+
+
+def _missed(
+    lang: _Language, p: _Payload, url: str | None, expires: datetime | None
+) -> tuple[str, str]:
+    if not url or expires is None:
+        raise TemplateError("expert_missed_call needs the solicit link and its expiry")
+    client = p.text("client_alias")
+    body = lang.text["missed.body"].format(
+        client=client,
+        attempt=p.text("attempt"),
+        reason=_reason(lang, p),
+        url=url,
+        expires=when(lang, expires),
+    )
+    return lang.text["missed.subject"].format(client=client), _wrap(body)
+
+
+def _lost(
+    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    client = p.text("client_alias")
+    body = lang.text["lost.body"].format(
+        client=client, attempt=p.text("attempt"), reason=_reason(lang, p)
+    )
+    return lang.text["lost.subject"].format(client=client), _wrap(body)
+
+
+def _wrap(text: str) -> str:
+    """Fill prose paragraphs to 72 columns, as mail readers expect of plain text.
+
+    A paragraph holding a link is left whole: a broken URL cannot be clicked.
+    """
+    paragraphs = text.strip("\n").split("\n\n")
+    filled = [
+        p if "://" in p else "\n".join(textwrap.fill(line, 72) for line in p.split("\n"))
+        for p in paragraphs
+    ]
+    return "\n\n".join(filled) + "\n"
+
+
+def _reason(lang: _Language, p: _Payload) -> str:
+    return lang.reasons.get(p.text("reason", ""), lang.text["reason.other"])
+
+
+_RENDERERS: dict[str, Renderer] = {
+    "consultation_earnings": _earnings,
+    "expert_missed_call": _missed,
+    "expert_missed_request_lost": _lost,
+}
