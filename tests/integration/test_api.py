@@ -140,3 +140,63 @@ async def test_leave_then_solicit(api: Any) -> None:
     assert status == 409 and "not waiting" in reply["error"]
     status, reply = await _call(http, "POST", f"{base}/api/v1/requests/424242/solicit")
     assert status == 404
+
+
+async def test_rate_bounds_and_sub_cent_rates_are_refused(api: Any) -> None:
+    _, http, base = api
+    cases = [("0.05", "outside"), ("150.00", "outside"), ("1.505", "2 decimal places")]
+    for rate, fragment in cases:
+        status, reply = await _call(
+            http,
+            "POST",
+            f"{base}/api/v1/experts",
+            json={"alias": "A", "phone": "+39060001", "rate_per_minute": rate},
+        )
+        assert status == 422 and "rate_per_minute" in reply["error"], (rate, reply)
+        assert fragment in reply["error"], reply
+
+
+async def test_signed_solicit_link(api: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ivr_engine.mail.links import sign_solicit
+
+    engine, _, base = api
+    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
+    client = await engine.store.client_by_phone("+3933301")
+    req = await engine.store.create_request(expert, client)
+    secret = b"link-secret"
+    good = sign_solicit(req.id, datetime.now(UTC) + timedelta(minutes=5), secret)
+    expired = sign_solicit(req.id, datetime.now(UTC) - timedelta(seconds=1), secret)
+    forged = sign_solicit(req.id, datetime.now(UTC) + timedelta(minutes=5), b"other")
+    async with aiohttp.ClientSession() as anonymous:  # the link is the credential
+        async with anonymous.get(f"{base}/solicit/{req.id}", params={"token": good}) as r:
+            page = await r.text()
+            assert r.status == 200 and "<form" in page
+        for token in (expired, forged, "garbage"):
+            async with anonymous.get(f"{base}/solicit/{req.id}", params={"token": token}) as r:
+                assert r.status == 403, token
+            async with anonymous.post(f"{base}/solicit/{req.id}", data={"token": token}) as r:
+                assert r.status == 403, token
+        other = sign_solicit(req.id + 1, datetime.now(UTC) + timedelta(minutes=5), secret)
+        async with anonymous.post(f"{base}/solicit/{req.id}", data={"token": other}) as r:
+            assert r.status == 403
+        async with anonymous.post(f"{base}/solicit/{req.id}", data={"token": good}) as r:
+            assert r.status == 202
+    solicited = await engine.pool.fetchval(
+        "SELECT count(*) FROM request_events WHERE request_id = $1 AND detail = 'solicited'",
+        req.id,
+    )
+    assert solicited == 1
+
+
+async def test_consultations_api_validates_and_404s(api: Any) -> None:
+    _, http, base = api
+    status, reply = await _call(http, "GET", f"{base}/api/v1/consultations")
+    assert status == 422 and "expert_id" in reply["error"]
+    status, reply = await _call(http, "GET", f"{base}/api/v1/consultations?expert_id=1&limit=0")
+    assert status == 422
+    status, reply = await _call(http, "GET", f"{base}/api/v1/consultations?expert_id=1")
+    assert status == 200 and reply == {"items": [], "next_before_id": None}
+    status, reply = await _call(http, "GET", f"{base}/api/v1/consultations/77")
+    assert status == 404
