@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import socket
 import tempfile
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiosmtpd.controller import Controller
 
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
@@ -37,6 +40,9 @@ async def run_demo(*, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ivr-demo-"))
     phones = PhoneBook(workdir)
     engine: Engine | None = None
+    mailbox = _Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_tcp_port())
+    smtp.start()
     try:
         await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500))
         await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=10000))
@@ -49,6 +55,8 @@ async def run_demo(*, keep: bool = False) -> int:
             http_port=0,
             dial_routes=phones.routes(),
             ring_timeout=15,
+            smtp_port=smtp.port,
+            mail_from="ivr-engine@demo.invalid",
         )
         engine = Engine(settings)
         await engine.start()
@@ -61,6 +69,14 @@ async def run_demo(*, keep: bool = False) -> int:
         assert engine.pool is not None
         for line in await transcript(engine.pool, request_id):
             print("  " + line)
+        try:
+            await asyncio.wait_for(mailbox.arrived.wait(), 20)
+            print()
+            print("email received by the demo's SMTP server:")
+            for line in mailbox.text.splitlines():
+                print("  | " + line)
+        except TimeoutError:
+            print("no email arrived within 20 s")
         if keep:
             _print_access(info, base, token, dsn)
             await _wait_for_ctrl_c()
@@ -69,9 +85,32 @@ async def run_demo(*, keep: bool = False) -> int:
         if engine is not None:
             await engine.close()
         await phones.aclose()
+        smtp.stop()
         if not keep:
             await asyncio.to_thread(box.down)
         await asyncio.to_thread(cluster.stop)
+
+
+class _Mailbox:
+    """A real SMTP server's handler (aiosmtpd) that keeps the first message."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+        self.text = ""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        content = body.get_content() if body is not None else ""
+        self.text = f"To: {message['To']}\nSubject: {message['Subject']}\n\n{content}"
+        self.arrived.set()
+        return "250 OK"
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def _consultation(base: str, token: str) -> int:
