@@ -92,11 +92,16 @@ class Inbox:
         self._arrived.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
+        await self.wait_until(lambda got: len(got) >= count, timeout)
+        return [r.message for r in self.received]
+
+    async def wait_until(
+        self, condition: Callable[[list[Received]], bool], timeout: float = 10.0
+    ) -> None:
         async with asyncio.timeout(timeout):
-            while len(self.received) < count:
+            while not condition(self.received):
                 self._arrived.clear()
                 await self._arrived.wait()
-        return [r.message for r in self.received]
 
 
 class SmtpServer:
@@ -378,6 +383,38 @@ async def test_bad_payload_fails_at_once(
     assert server.inbox.received == []
 
 
+async def test_close_as_the_server_accepts_never_hangs(
+    pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
+) -> None:
+    """Regression: on Python 3.11 aiosmtplib's wait_for could swallow the cancellation of a
+    close() landing with the server's reply, and the sender kept running for ever.
+
+    A close during a send may leave the message accepted but unmarked: the next sender
+    sends it again, with the same Message-ID. Nothing is lost, nothing hangs.
+    """
+    server = await smtp().start()
+    timing = {"lease": 2.5, "send_timeout": 1.0, "db_timeout": 1.0}
+    rows = []
+    for _ in range(10):
+        sender = senders(server.port, **timing)
+        rows.append(await add_row(pool, "consultation_earnings", EARNINGS))
+        before = len(server.inbox.received)
+        sender.poke()
+        await server.inbox.wait_for(before + 1)
+        async with asyncio.timeout(5):
+            await sender.close()
+    expected = {f"<outbox-{row}@experts.example.org>" for row in rows}
+
+    last = senders(server.port, **timing)
+    await server.inbox.wait_until(
+        lambda got: {r.message["Message-ID"] for r in got} >= expected, timeout=10
+    )
+    await last.flush(5)
+    assert {r.message["Message-ID"] for r in server.inbox.received} == expected
+    unsent = await pool.fetchval("SELECT count(*) FROM outbox_emails WHERE sent_at IS NULL")
+    assert unsent == 0
+
+
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, 5.0, 600.0) for n in range(1, 10)] == [
         5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0, 600.0,
@@ -412,6 +449,8 @@ def _authenticator(
     return AuthResult(success=ok, handled=False)
 
 
+# aiosmtpd warns whenever auth_require_tls is off, even on an implicit-TLS listener.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
 async def test_tls_modes_with_login(
     mode: str,

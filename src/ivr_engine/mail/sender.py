@@ -10,9 +10,10 @@ after a restart, off the row while it is being sent; it outlasts the send and th
 Delivery is at-least-once. If the process dies, or PostgreSQL goes away, after the SMTP server
 accepted a message but before ``sent_at`` is written, the row is sent again when its lease
 ends. Every send of a row carries the same ``Message-ID: <outbox-{id}@{domain of mail_from}>``,
-so the duplicate is recognisable (many mail stores drop it). Exactly-once would need one
-transaction spanning PostgreSQL and the SMTP server; a recognisable duplicate is better than
-a lost earnings notice.
+so the duplicate is recognisable (many mail stores drop it). A ``close()`` that cuts a send
+short gives the row back at once (accepted or not, nobody knows): the next start sends it.
+Exactly-once would need one transaction spanning PostgreSQL and the SMTP server; a
+recognisable duplicate is better than a lost earnings notice.
 
 Failures. The error is kept in ``last_error`` and the row waits
 ``min(cap, base * 2**(attempts - 1))``; after ``max_attempts`` it gets ``failed_at`` and an
@@ -174,11 +175,14 @@ class OutboxSender:
         self._domain = self._envelope_from.rpartition("@")[2]
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._passes_started = 0
         self._passes_done = 0
         self._pass_done = asyncio.Condition()
 
     def start(self) -> None:
+        if self._closing:
+            raise MailError("the outbox sender is closed")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-sender")
 
@@ -186,18 +190,12 @@ class OutboxSender:
         self._wake.set()
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             # Bounded: a cancelled send only finishes its bookkeeping (db_timeout).
-            done, _ = await asyncio.wait([task], timeout=3)
-            if not done:
-                import sys
-
-                print("HANG", task, file=sys.stderr)
-                task.print_stack(file=sys.stderr)
-                for t in asyncio.all_tasks():
-                    print(t, file=sys.stderr)
             await asyncio.gather(task, return_exceptions=True)
 
     async def flush(self, timeout: float) -> None:
@@ -218,7 +216,7 @@ class OutboxSender:
     # -- the loop --------------------------------------------------------------------------
     async def _run(self) -> None:
         error_pause = min(5.0, self.config.idle_poll)
-        while True:
+        while not self._stopping():
             self._wake.clear()
             self._passes_started += 1
             try:
@@ -233,13 +231,22 @@ class OutboxSender:
             async with self._pass_done:
                 self._passes_done += 1
                 self._pass_done.notify_all()
+            if self._stopping():
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
+    def _stopping(self) -> bool:
+        # aiosmtplib waits with asyncio.wait_for, which on Python 3.11 can swallow a
+        # cancellation landing as the server replies (CPython gh-86296): the task then
+        # carries on. The flag and the task's pending-cancel count catch what it missed.
+        task = asyncio.current_task()
+        return self._closing or bool(task and task.cancelling())
+
     async def _pass(self) -> float:
         """Send every due row; return the seconds until the next one is due."""
-        while (row := await self._claim()) is not None:
+        while not self._stopping() and (row := await self._claim()) is not None:
             with structlog.contextvars.bound_contextvars(
                 outbox_id=row.id, kind=row.kind, attempt=row.attempts
             ):
