@@ -17,7 +17,13 @@ IvrError
 │   └── InvalidTransition       a request state change that the rules forbid
 ├── SandboxError                the Asterisk sandbox could not be built or started
 ├── ClusterError                a throwaway PostgreSQL cluster failed (pgcluster.py)
-└── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
+├── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
+├── MailError                   an email could not be handed to the SMTP server
+│   ├── Undeliverable           the outbox row can never be sent as written
+│   └── TemplateError           unknown kind or a payload missing a field
+└── LinkError                   a signed link from an email is not valid
+    ├── LinkForged              malformed, or not signed by us for this request
+    └── LinkExpired             authentic, but its validity has ended
 """
 
 from __future__ import annotations
@@ -102,3 +108,35 @@ class InvalidTransition(StoreError):
 
 class SandboxError(IvrError):
     pass
+
+
+class LinkError(IvrError):
+    """A signed link from an email is not valid."""
+
+
+class LinkForged(LinkError):
+    """The token is malformed, or was not signed with our secret for this request."""
+
+
+class LinkExpired(LinkError):
+    """The token is authentic but its validity has ended."""
+
+
+class MailError(IvrError):
+    """An email could not be handed to the SMTP server (refused, unreachable, timed out)."""
+
+
+class Undeliverable(MailError):
+    """The row can never be sent as written: retrying cannot help."""
+
+
+class TemplateError(MailError):
+    """Unknown kind, or a payload missing a field: sending again cannot help."""
+
+
+class ClusterError(IvrError):
+    """The throwaway PostgreSQL cluster could not be set up, started or stopped."""
+
+
+class SoundRenderError(IvrError):
+    """The prompts could not be rendered (tools missing, a tool failed, bad arguments)."""

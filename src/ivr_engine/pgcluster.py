@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ivr_engine.errors import IvrError
+from ivr_engine.errors import ClusterError
 
 PG_LIB = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"  # who runs initdb/postgres when we are root (Debian's package user)
@@ -55,10 +55,6 @@ SETTINGS: dict[str, str] = {
 _CONF_NAME = "ivr-throwaway.conf"
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with its terminating NUL
 _PORT_TAKEN = re.compile(r"could not bind|Address already in use|could not create any TCP/IP")
-
-
-class ClusterError(IvrError):
-    """The throwaway PostgreSQL cluster could not be set up, started or stopped."""
 
 
 def find_bin_dir() -> Path:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr_engine.errors import IvrError
+from ivr_engine.errors import IvrError, SoundRenderError
 from ivr_engine.prompts import DEFAULT_PREFIX, LANGUAGES, Prompt, load_texts
 
 VOICES: dict[str, str] = {"en": "en", "it": "it"}
@@ -39,10 +39,6 @@ MANIFEST = ".manifest.json"
 STEP_TIMEOUT = 60.0  # seconds for one espeak-ng or sox run
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
-
-
-class SoundRenderError(IvrError):
-    """The prompts could not be rendered (tools missing, a tool failed, bad arguments)."""
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from ivr_engine.errors import LinkError, LinkExpired, LinkForged
 from ivr_engine.mail.links import (
-    LinkError,
-    LinkExpired,
-    LinkForged,
     sign_solicit,
     solicit_url,
     verify_solicit,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ivr_engine.mail.templates import EN, IT, TemplateError, money, render, when
+from ivr_engine.errors import TemplateError
+from ivr_engine.mail.templates import EN, IT, money, render, when
 
 EARNINGS: dict[str, Any] = {
     "consultation_id": 42,

@@ -15,23 +15,26 @@ Errors (to move into ``ivr_engine.errors``; each subclasses ``IvrError`` until t
         └── LinkExpired         authentic, but past its expiry
 """
 
-from ivr_engine.mail.links import (
+from ivr_engine.errors import (
     LinkError,
     LinkExpired,
     LinkForged,
+    MailError,
+    TemplateError,
+    Undeliverable,
+)
+from ivr_engine.mail.links import (
     sign_solicit,
     solicit_url,
     verify_solicit,
 )
 from ivr_engine.mail.sender import (
-    MailError,
     OutboxConfig,
     OutboxSender,
     SmtpConfig,
-    Undeliverable,
     backoff_delay,
 )
-from ivr_engine.mail.templates import TemplateError, render
+from ivr_engine.mail.templates import render
 
 __all__ = [
     "LinkError",

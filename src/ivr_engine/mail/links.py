@@ -18,23 +18,7 @@ import re
 from datetime import datetime
 from urllib.parse import quote
 
-from ivr_engine.errors import IvrError
-
-# To move into errors.py (this module may not edit it yet); the tree there gains
-#   LinkError ── LinkForged, LinkExpired
-
-
-class LinkError(IvrError):
-    """A signed link from an email is not valid."""
-
-
-class LinkForged(LinkError):
-    """The token is malformed, or was not signed with our secret for this request."""
-
-
-class LinkExpired(LinkError):
-    """The token is authentic but its validity has ended."""
-
+from ivr_engine.errors import LinkExpired, LinkForged
 
 VERSION = "v1"
 # Canonical decimal only: "0123" or "+123" would name the same expiry with another text.

@@ -41,21 +41,11 @@ import asyncpg
 import structlog
 
 from ivr_engine.config import Settings
-from ivr_engine.errors import ConfigError, IvrError
+from ivr_engine.errors import ConfigError, MailError, TemplateError, Undeliverable
 from ivr_engine.mail.links import sign_solicit, solicit_url
-from ivr_engine.mail.templates import LANGUAGES, TemplateError, render
+from ivr_engine.mail.templates import LANGUAGES, render
 
 log = structlog.get_logger(__name__)
-
-# To move into errors.py (this module may not edit it yet): MailError ── Undeliverable.
-
-
-class MailError(IvrError):
-    """An email could not be handed to the SMTP server (refused, unreachable, timed out)."""
-
-
-class Undeliverable(MailError):
-    """The row can never be sent as written: retrying cannot help."""
 
 
 @dataclass(frozen=True)

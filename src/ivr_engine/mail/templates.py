@@ -14,13 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ivr_engine.errors import IvrError
-
-# To move into errors.py (this module may not edit it yet), under the proposed MailError.
-
-
-class TemplateError(IvrError):
-    """Unknown kind, or a payload missing a field: sending again cannot help."""
+from ivr_engine.errors import TemplateError
 
 
 @dataclass(frozen=True)
