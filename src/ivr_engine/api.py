@@ -29,9 +29,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ivr_engine.domain.money import check_rate
+from ivr_engine.domain.planning import PlanningError, Reason
 from ivr_engine.errors import Conflict, LinkError, NotFound
 from ivr_engine.mail.links import verify_solicit
 from ivr_engine.store import consultations
+from ivr_engine.store import planning as planning_store
 
 if TYPE_CHECKING:
     from ivr_engine.engine import Engine
@@ -112,6 +114,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(404, str(err))
     except Conflict as err:
         return _error(409, str(err))
+    except PlanningError as err:
+        return _error(422, str(err))
 
 
 async def create_expert(request: web.Request) -> web.Response:
@@ -144,6 +148,20 @@ async def create_request(request: web.Request) -> web.Response:
         assert body.client_phone is not None
         client_id = await engine.store.client_by_phone(
             body.client_phone, alias=body.client_alias, language=body.language
+        )
+    av = await planning_store.load(engine.store.pool, expert_id)
+    now = av.at(datetime.now(UTC))
+    # A pause does not close the list: the request waits until the expert is back.
+    if not now.open and now.reason is not Reason.PAUSED:
+        opening = now.next_opening.isoformat() if now.next_opening else None
+        return web.json_response(
+            {
+                "error": f"expert {expert_id} is not taking calls: {now.reason.value}"
+                + (f", next opening {opening}" if opening else ""),
+                "reason": now.reason.value,
+                "next_opening": opening,
+            },
+            status=409,
         )
     view = await engine.store.create_request(expert_id, client_id)
     engine.dispatcher.poke()
@@ -270,4 +288,7 @@ def make_app(engine: Engine) -> web.Application:
     app.router.add_get("/solicit/{request_id}", solicit_page)
     app.router.add_post("/solicit/{request_id}", solicit_from_link)
     app.router.add_get("/healthz", healthz)
+    from ivr_engine import api_planning
+
+    api_planning.add_routes(app)
     return app

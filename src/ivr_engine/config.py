@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     sound_prefix: str = "ivr-engine"
     default_language: str = "en"
 
+    pause_minutes: int = Field(20, ge=1, le=24 * 60, description="length of a pause")
+
     # Money (EUR). Amounts are Decimal; the rounding rule lives in domain/money.py.
     rate_min: Decimal = Field(Decimal("0.10"), ge=0, description="lowest rate an expert may set")
     rate_max: Decimal = Field(Decimal("100.00"), gt=0, description="highest rate")

@@ -448,16 +448,20 @@ def _job(row: asyncpg.Record) -> Job:
     )
 
 
-# Waiting requests whose expert is not engaged by another request.
+# Waiting requests whose expert is not engaged by another request and takes phone calls.
+# Opening hours do not gate this: clients who joined before closing time are still served.
 _FREE = """
     FROM requests w JOIN experts e ON e.id = w.expert_id
-    WHERE w.state = 'waiting'
+    WHERE w.state = 'waiting' AND e.channel_phone
       AND NOT EXISTS (SELECT 1 FROM requests a
                       WHERE a.expert_id = w.expert_id AND a.state = ANY($1::text[]))
 """
 # A request is due at its own next attempt, but not while its expert is marked unreachable
-# after a missed call (a solicit clears that mark).
-_DUE_AT = "greatest(w.next_attempt_at, coalesce(e.unreachable_until, w.next_attempt_at))"
+# after a missed call (a solicit clears that mark), nor while the expert is paused.
+_DUE_AT = (
+    "greatest(w.next_attempt_at, coalesce(e.unreachable_until, w.next_attempt_at),"
+    " coalesce(e.paused_until, w.next_attempt_at))"
+)
 
 _NEXT_DUE_SQL = f"SELECT min({_DUE_AT}) {_FREE}"
 

@@ -1,0 +1,183 @@
+"""The expert's availability in PostgreSQL: weekly slots, date overrides, pause, channels.
+
+The rules are in ivr_engine.domain.planning; this module only loads and stores their inputs.
+The API and the phone menu both change availability through these functions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+
+import asyncpg
+
+from ivr_engine.domain.planning import (
+    Availability,
+    Channel,
+    Overrides,
+    Slot,
+    WeeklyPlanning,
+    availability,
+    check_overrides,
+    parse_slot,
+)
+from ivr_engine.errors import NotFound
+
+# An expert who never set a planning is within hours all the time.
+ALWAYS = (Slot(time(0), time(0)),)
+
+
+@dataclass(frozen=True)
+class ExpertAvailability:
+    planning: WeeklyPlanning
+    has_planning: bool
+    overrides: Overrides
+    paused_until: datetime | None
+    channels: frozenset[Channel]
+
+    def at(self, now: datetime, channel: Channel = Channel.PHONE) -> Availability:
+        return availability(
+            self.planning,
+            self.overrides,
+            now,
+            paused_until=self.paused_until,
+            channels=self.channels,
+            channel=channel,
+        )
+
+
+async def load(conn: asyncpg.Connection | asyncpg.Pool, expert_id: int) -> ExpertAvailability:
+    expert = await conn.fetchrow(
+        "SELECT timezone, paused_until, channel_phone, channel_chat, channel_video"
+        " FROM experts WHERE id = $1",
+        expert_id,
+    )
+    if expert is None:
+        raise NotFound(f"expert {expert_id} does not exist")
+    rows = await conn.fetch(
+        "SELECT weekday, start_time, end_time FROM planning_slots WHERE expert_id = $1",
+        expert_id,
+    )
+    days: dict[int, list[Slot]] = {}
+    for r in rows:
+        days.setdefault(r["weekday"], []).append(Slot(r["start_time"], r["end_time"]))
+    has_planning = bool(days)
+    if not has_planning:
+        days = {weekday: list(ALWAYS) for weekday in range(7)}
+    overrides = {
+        r["day"]: tuple(parse_slot(s) for s in json.loads(r["slots"]))
+        for r in await conn.fetch(
+            "SELECT day, slots FROM planning_overrides WHERE expert_id = $1 AND day >= $2",
+            expert_id,
+            date.today().replace(day=1),  # enough history for a slot crossing midnight
+        )
+    }
+    channels = frozenset(
+        c
+        for c, on in (
+            (Channel.PHONE, expert["channel_phone"]),
+            (Channel.CHAT, expert["channel_chat"]),
+            (Channel.VIDEO, expert["channel_video"]),
+        )
+        if on
+    )
+    return ExpertAvailability(
+        planning=WeeklyPlanning(expert["timezone"], {d: tuple(s) for d, s in days.items()}),
+        has_planning=has_planning,
+        overrides=check_overrides(overrides),
+        paused_until=expert["paused_until"],
+        channels=channels,
+    )
+
+
+async def replace_weekly(pool: asyncpg.Pool, expert_id: int, planning: WeeklyPlanning) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        if (
+            await conn.fetchval(
+                "UPDATE experts SET timezone = $2 WHERE id = $1 RETURNING id",
+                expert_id,
+                planning.timezone,
+            )
+            is None
+        ):
+            raise NotFound(f"expert {expert_id} does not exist")
+        await conn.execute("DELETE FROM planning_slots WHERE expert_id = $1", expert_id)
+        await conn.executemany(
+            "INSERT INTO planning_slots (expert_id, weekday, start_time, end_time)"
+            " VALUES ($1, $2, $3, $4)",
+            [
+                (expert_id, weekday, slot.start, slot.end)
+                for weekday, slots in planning.days.items()
+                for slot in slots
+            ],
+        )
+
+
+async def set_override(
+    pool: asyncpg.Pool, expert_id: int, day: date, slots: tuple[Slot, ...] | None
+) -> None:
+    """Replace the slots of one local date; None removes the override."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _exists(conn, expert_id)
+        if slots is None:
+            await conn.execute(
+                "DELETE FROM planning_overrides WHERE expert_id = $1 AND day = $2",
+                expert_id,
+                day,
+            )
+            return
+        await conn.execute(
+            "INSERT INTO planning_overrides (expert_id, day, slots) VALUES ($1, $2, $3::jsonb)"
+            " ON CONFLICT (expert_id, day) DO UPDATE SET slots = EXCLUDED.slots",
+            expert_id,
+            day,
+            json.dumps([str(s) for s in slots]),
+        )
+
+
+async def set_pause(pool: asyncpg.Pool, expert_id: int, until: datetime | None) -> None:
+    if (
+        await pool.fetchval(
+            "UPDATE experts SET paused_until = $2 WHERE id = $1 RETURNING id", expert_id, until
+        )
+        is None
+    ):
+        raise NotFound(f"expert {expert_id} does not exist")
+
+
+async def set_channels(pool: asyncpg.Pool, expert_id: int, channels: dict[str, bool]) -> None:
+    if (
+        await pool.fetchval(
+            "UPDATE experts SET channel_phone = coalesce($2, channel_phone),"
+            " channel_chat = coalesce($3, channel_chat),"
+            " channel_video = coalesce($4, channel_video) WHERE id = $1 RETURNING id",
+            expert_id,
+            channels.get("phone"),
+            channels.get("chat"),
+            channels.get("video"),
+        )
+        is None
+    ):
+        raise NotFound(f"expert {expert_id} does not exist")
+
+
+async def _exists(conn: asyncpg.Connection, expert_id: int) -> None:
+    if not await conn.fetchval("SELECT 1 FROM experts WHERE id = $1", expert_id):
+        raise NotFound(f"expert {expert_id} does not exist")
+
+
+def describe(av: ExpertAvailability, now: datetime) -> dict[str, Any]:
+    """The availability as the API shows it."""
+    state = av.at(now)
+    return {
+        "open": state.open,
+        "reason": state.reason.value,
+        "closes_at": state.closes_at.isoformat() if state.closes_at else None,
+        "next_opening": state.next_opening.isoformat() if state.next_opening else None,
+        "paused_until": av.paused_until.isoformat() if av.paused_until else None,
+        "channels": sorted(c.value for c in av.channels),
+        "timezone": av.planning.timezone,
+        "has_planning": av.has_planning,
+    }
