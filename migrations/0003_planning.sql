@@ -21,6 +21,6 @@ CREATE TABLE planning_slots (
 CREATE TABLE planning_overrides (
     expert_id bigint NOT NULL REFERENCES experts (id) ON DELETE CASCADE,
     day       date NOT NULL,
-    slots     jsonb NOT NULL DEFAULT '[]',   -- [["09:00", "12:00"], ...]
+    slots     jsonb NOT NULL DEFAULT '[]',   -- ["09:00-12:00", "22:00-02:00", ...]
     PRIMARY KEY (expert_id, day)
 );

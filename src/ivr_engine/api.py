@@ -29,8 +29,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ivr_engine.domain.money import check_rate
-from ivr_engine.domain.planning import PlanningError, Reason
-from ivr_engine.errors import Conflict, LinkError, NotFound
+from ivr_engine.domain.planning import Reason
+from ivr_engine.errors import Conflict, LinkError, NotFound, PlanningError
 from ivr_engine.mail.links import verify_solicit
 from ivr_engine.store import consultations
 from ivr_engine.store import planning as planning_store

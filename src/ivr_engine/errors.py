@@ -21,6 +21,7 @@ IvrError
 ├── MailError                   an email could not be handed to the SMTP server
 │   ├── Undeliverable           the outbox row can never be sent as written
 │   └── TemplateError           unknown kind or a payload missing a field
+├── PlanningError               a planning, override or edit the rules refuse (also ValueError)
 └── LinkError                   a signed link from an email is not valid
     ├── LinkForged              malformed, or not signed by us for this request
     └── LinkExpired             authentic, but its validity has ended
@@ -140,3 +141,7 @@ class ClusterError(IvrError):
 
 class SoundRenderError(IvrError):
     """The prompts could not be rendered (tools missing, a tool failed, bad arguments)."""
+
+
+class PlanningError(IvrError, ValueError):
+    """A planning, override or edit the rules refuse; the message can be shown as it is."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -33,7 +34,7 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ivr_engine.errors import IvrError
+from ivr_engine.errors import PlanningError
 
 MIDNIGHT: Final = time(0)
 DAY: Final = timedelta(days=1)
@@ -41,10 +42,6 @@ WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "satu
 DEFAULT_PAUSE_MINUTES: Final = 20
 HORIZON_DAYS: Final = 14
 _HHMM: Final = re.compile(r"([0-9]{1,2}):?([0-9]{2})")
-
-
-class PlanningError(IvrError, ValueError):
-    """A planning, override or edit the rules refuse; the message can be shown as it is."""
 
 
 class Channel(StrEnum):
@@ -72,6 +69,8 @@ def _check_time(value: time) -> None:
 
 @dataclass(frozen=True)
 class Slot:
+    """[start, end) in wall-clock time, belonging to the day it starts on."""
+
     start: time
     end: time
 
@@ -113,12 +112,9 @@ def parse_slot(text: str) -> Slot:
 
 
 def load_zone(name: str) -> ZoneInfo:
-    # "localtime" is whatever zone the machine is in: never an expert's zone.
-    try:
-        if name != "localtime":
+    if name != "localtime":  # the machine's own zone, whatever it is: never an expert's
+        with suppress(ZoneInfoNotFoundError, ValueError, OSError):
             return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
-        raise PlanningError(f"unknown timezone {name!r}") from err
     raise PlanningError(f"unknown timezone {name!r}")
 
 
@@ -157,8 +153,9 @@ class WeeklyPlanning:
             days[weekday] = check_slots(slots, WEEKDAYS[weekday])
         for weekday, slots in days.items():
             following = (weekday + 1) % 7
-            first = days.get(following, ())[:1]
-            for slot, other in ((s, o) for s in slots if s.crosses_midnight for o in first):
+            late = slots[-1:] if slots and slots[-1].crosses_midnight else ()  # only the last can
+            early = days.get(following, ())[:1]
+            for slot, other in zip(late, early, strict=False):
                 if other.minutes()[0] < slot.minutes()[1] - 24 * 60:
                     raise PlanningError(
                         f"{WEEKDAYS[weekday]}: slot {slot} runs into "

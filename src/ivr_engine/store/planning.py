@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -66,12 +66,15 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, expert_id: int) -> Exper
     has_planning = bool(days)
     if not has_planning:
         days = {weekday: list(ALWAYS) for weekday in range(7)}
+    weekly = WeeklyPlanning(expert["timezone"], {d: tuple(s) for d, s in days.items()})
+    # From yesterday, local to the expert: yesterday's slot may run past midnight into today.
+    since = datetime.now(weekly.zone).date() - timedelta(days=1)
     overrides = {
         r["day"]: tuple(parse_slot(s) for s in json.loads(r["slots"]))
         for r in await conn.fetch(
             "SELECT day, slots FROM planning_overrides WHERE expert_id = $1 AND day >= $2",
             expert_id,
-            date.today().replace(day=1),  # enough history for a slot crossing midnight
+            since,
         )
     }
     channels = frozenset(
@@ -84,7 +87,7 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, expert_id: int) -> Exper
         if on
     )
     return ExpertAvailability(
-        planning=WeeklyPlanning(expert["timezone"], {d: tuple(s) for d, s in days.items()}),
+        planning=weekly,
         has_planning=has_planning,
         overrides=check_overrides(overrides),
         paused_until=expert["paused_until"],
