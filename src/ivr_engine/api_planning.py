@@ -8,6 +8,7 @@ DELETE /api/v1/experts/{id}/planning/days/{date}    back to the weekly slots
 POST   /api/v1/experts/{id}/pause                   {"minutes": 20} (default IVR_PAUSE_MINUTES)
 DELETE /api/v1/experts/{id}/pause                   return available
 PUT    /api/v1/experts/{id}/channels                {"phone": true, "chat": false, "video": true}
+PUT    /api/v1/experts/{id}/pin                     {"pin": "4321"}: the phone menu PIN
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ivr_engine import api
 from ivr_engine.domain.planning import WEEKDAYS, WeeklyPlanning, check_slots, parse_slot, pause
+from ivr_engine.store import pins
 from ivr_engine.store import planning as store
 
 
@@ -37,6 +39,11 @@ class DayBody(BaseModel):
 class PauseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     minutes: int | None = Field(None, ge=1, le=24 * 60)
+
+
+class PinBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pin: str = Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits")
 
 
 class ChannelsBody(BaseModel):
@@ -130,6 +137,14 @@ async def put_channels(request: web.Request) -> web.Response:
     return await get_availability(request)
 
 
+async def put_pin(request: web.Request) -> web.Response:
+    """Set the PIN of the phone menu; it is stored only as a scrypt hash."""
+    expert_id = api._int(request, "expert_id")
+    body: PinBody = await api._body(request, PinBody)
+    await pins.set_pin(_pool(request), expert_id, body.pin)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     base = "/api/v1/experts/{expert_id}"
     app.router.add_get(f"{base}/availability", get_availability)
@@ -140,3 +155,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{base}/pause", post_pause)
     app.router.add_delete(f"{base}/pause", delete_pause)
     app.router.add_put(f"{base}/channels", put_channels)
+    app.router.add_put(f"{base}/pin", put_pin)

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     default_language: str = "en"
 
     pause_minutes: int = Field(20, ge=1, le=24 * 60, description="length of a pause")
+    pin_max_failures: int = Field(3, ge=1, description="wrong PINs before the menu locks")
+    pin_lockout_minutes: int = Field(15, ge=1, description="how long a PIN lockout lasts")
 
     # Money (EUR). Amounts are Decimal; the rounding rule lives in domain/money.py.
     rate_min: Decimal = Field(Decimal("0.10"), ge=0, description="lowest rate an expert may set")
