@@ -582,16 +582,21 @@ def test_open_agrees_with_next_opening_and_closes_at(
     def open_at(moment: datetime) -> bool:
         return state(planning, moment, overrides, paused_until=paused_until).open
 
+    # Compare and step in UTC: arithmetic on a datetime in a DST zone is wall-clock
+    # arithmetic, and Python never finds an ambiguous local time equal to another zone's.
     now_state = state(planning, now, overrides, paused_until=paused_until)
     if now_state.open:
-        assert now_state.next_opening == now
+        assert now_state.next_opening is not None
+        assert now_state.next_opening.astimezone(UTC) == now.astimezone(UTC)
         if now_state.closes_at is not None:
-            assert open_at(now_state.closes_at - TICK)
-            assert not open_at(now_state.closes_at)
+            closes = now_state.closes_at.astimezone(UTC)
+            assert open_at(closes - TICK)
+            assert not open_at(closes)
     elif now_state.next_opening is not None:
-        assert now_state.next_opening > now
-        assert open_at(now_state.next_opening)
-        assert not open_at(now_state.next_opening - TICK)
+        opening = now_state.next_opening.astimezone(UTC)
+        assert opening > now
+        assert open_at(opening)
+        assert not open_at(opening - TICK)
 
 
 @settings(max_examples=100, deadline=None)
