@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     default_language: str = "en"
 
     pause_minutes: int = Field(20, ge=1, le=24 * 60, description="length of a pause")
+    planning_number: str = Field(
+        "0694801744", description="the number experts call for their phone menu"
+    )
     pin_max_failures: int = Field(3, ge=1, description="wrong PINs before the menu locks")
     pin_lockout_minutes: int = Field(15, ge=1, description="how long a PIN lockout lasts")
 

@@ -19,6 +19,7 @@ from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
 from ivr_engine.errors import Hangup
 from ivr_engine.flows.acceptance import FlowDeps
+from ivr_engine.flows.phone_menu import PhoneMenu
 from ivr_engine.mail.sender import OutboxConfig, OutboxSender
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import RequestStore, connect_pool, migrate
@@ -57,6 +58,7 @@ class Engine:
         await migrate(self.pool)
         deps = FlowDeps(settings=s, store=RequestStore(self.pool), calls=self.calls)
         self.dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
+        deps.on_change = self.dispatcher.poke
         self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
         self.dispatcher.on_flow_done.append(self.mailer.poke)
         self.mailer.start()
@@ -83,11 +85,28 @@ class Engine:
         self.dispatcher.poke()
 
     def _inbound(self, event: StasisStart) -> None:
-        """Calls into the service number: not served yet, said politely (never silence)."""
-        leg = self.calls.adopt(event.channel.id, event.channel.language or "en")
-        task = asyncio.create_task(self._decline_inbound(leg), name=f"inbound-{leg.id}")
+        """Calls into the service: the planning number gets the experts' phone menu; any
+        other number is told politely that it is not served (never silence)."""
+        leg = self.calls.adopt(event.channel.id, self.settings.default_language)
+        dialled = event.args[1] if len(event.args) > 1 else ""
+        if dialled == self.settings.planning_number:
+            menu = PhoneMenu(self.dispatcher.deps, leg, event.channel.caller.number)
+            work = self._menu(menu)
+        else:
+            work = self._decline_inbound(leg)
+        task = asyncio.create_task(work, name=f"inbound-{leg.id}")
         self._inbound_tasks.add(task)
         task.add_done_callback(self._inbound_tasks.discard)
+
+    async def _menu(self, menu: PhoneMenu) -> None:
+        structlog.contextvars.bind_contextvars(channel_id=menu.leg.id, flow="phone_menu")
+        try:
+            await menu.run()
+        except Exception:
+            log.exception("menu.crashed")
+        finally:
+            await finish(menu.leg.hangup())
+            self.calls.forget(menu.leg)
 
     async def _decline_inbound(self, leg: Leg) -> None:
         try:

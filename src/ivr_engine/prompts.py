@@ -41,6 +41,20 @@ class Prompt(StrEnum):
     REFUSED_GOODBYE = "refused_goodbye"
     SERVICE_UNAVAILABLE = "service_unavailable"
     GOODBYE = "goodbye"
+    # The expert's phone menu (the planning number).
+    MENU_WELCOME = "menu_welcome"
+    ENTER_EXPERT_CODE = "enter_expert_code"
+    ENTER_PIN = "enter_pin"
+    WRONG_CODE = "wrong_code"
+    MAIN_MENU = "main_menu"
+    STATUS_OPEN = "status_open"
+    STATUS_CLOSED = "status_closed"
+    STATUS_PAUSED = "status_paused"
+    STATUS_PHONE_OFF = "status_phone_off"
+    CLIENTS_WAITING = "clients_waiting"
+    ENTER_END_TIME = "enter_end_time"
+    INVALID_TIME = "invalid_time"
+    DONE = "done"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

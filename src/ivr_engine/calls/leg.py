@@ -209,6 +209,44 @@ class Leg:
                 await self.play(invalid)
         return None
 
+    async def collect_digits(
+        self, media: Sequence[str], *, max_digits: int, timeout: float, terminator: str = "#"
+    ) -> str | None:
+        """Offer ``media`` and read keys up to ``terminator`` (not included) or ``max_digits``.
+
+        A key interrupts the prompt; ``timeout`` applies between keys. None on silence.
+        """
+        play = asyncio.ensure_future(self.play(media))
+        first = asyncio.ensure_future(self._digits.get())
+        try:
+            done, _ = await asyncio.wait({play, first}, return_when=asyncio.FIRST_COMPLETED)
+            if first in done:
+                await self._stop_playbacks()
+            else:
+                play.result()
+                first.cancel()
+                try:
+                    first = asyncio.ensure_future(self._step(self._digits.get(), timeout=timeout))
+                    await first
+                except StepTimeout:
+                    return None
+        finally:
+            for t in (play, first):
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(play, first, return_exceptions=True)
+        typed = ""
+        digit = first.result()
+        while digit != terminator:
+            typed += digit
+            if len(typed) >= max_digits:
+                break
+            try:
+                digit = await self._step(self._digits.get(), timeout=timeout)
+            except StepTimeout:
+                break
+        return typed
+
     async def answer(self) -> None:
         """Answer a channel that came in through the dialplan."""
         try:

@@ -7,6 +7,7 @@ request (see ivr_engine.domain.requests); legs are hung up in ``finally`` whatev
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +35,7 @@ class FlowDeps:
     settings: Settings
     store: RequestStore
     calls: CallControl
+    on_change: Callable[[], None] = lambda: None  # availability changed: wake the dispatcher
 
 
 class AcceptanceFlow:

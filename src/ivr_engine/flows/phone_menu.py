@@ -1,0 +1,175 @@
+"""The expert's phone menu: call the planning number, press 1, PIN then #, change the service.
+
+Read it top to bottom: it is the phone call. Every change goes through the same store
+functions as the HTTP API, so it is visible there at once.
+
+    menu_welcome            1 → identify (calling number, else expert code + #)
+    enter_pin + #           wrong (or locked: same words) → again, three times at most
+    main_menu               1 status · 2 pause · 3 available again · 4 phone line on/off
+                            5 available now · 6 stop now · 7 end time today (HHMM #)
+                            * repeat · # goodbye
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import structlog
+
+from ivr_engine.calls import Leg
+from ivr_engine.domain import planning as rules
+from ivr_engine.domain.planning import Reason
+from ivr_engine.errors import Hangup, PlanningError
+from ivr_engine.flows.acceptance import FlowDeps
+from ivr_engine.prompts import Prompt, sound_uri
+from ivr_engine.store import pins
+from ivr_engine.store import planning as availability
+
+log = structlog.get_logger(__name__)
+
+MENU_KEYS = "1234567*#"
+
+
+class PhoneMenu:
+    def __init__(self, deps: FlowDeps, leg: Leg, caller: str) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.pool = deps.store.pool
+        self.leg = leg
+        self.caller = caller
+
+    def media(self, prompt: Prompt) -> str:
+        return sound_uri(prompt, self.settings.sound_prefix)
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Hangup:
+            pass
+
+    async def _run(self) -> None:
+        leg = self.leg
+        await leg.answer()
+        if await self._ask(Prompt.MENU_WELCOME, "1") != "1":
+            return await self._goodbye()
+        expert_id = await self._identify()
+        if not await self._check_pin(expert_id):
+            return await self._goodbye()
+        assert expert_id is not None
+        structlog.contextvars.bind_contextvars(expert_id=expert_id)
+        log.info("menu.authenticated")
+        while (key := await self._ask(Prompt.MAIN_MENU, MENU_KEYS)) not in (None, "#"):
+            if key != "*":
+                await self._do(key, expert_id)
+        await self._goodbye()
+
+    async def _ask(self, prompt: Prompt, digits: str) -> str | None:
+        return await self.leg.collect(
+            [self.media(prompt)],
+            digits=digits,
+            timeout=self.settings.digit_timeout,
+            tries=self.settings.prompt_tries,
+            invalid=[self.media(Prompt.INVALID_KEY)],
+        )
+
+    async def _type(self, prompt: Prompt, max_digits: int) -> str:
+        typed = await self.leg.collect_digits(
+            [self.media(prompt)], max_digits=max_digits, timeout=self.settings.digit_timeout
+        )
+        return typed or ""
+
+    async def _identify(self) -> int | None:
+        """The expert whose registered number is calling, else the one whose code is typed."""
+        digits = "".join(ch for ch in self.caller if ch.isdigit())
+        row = None
+        if digits:
+            row = await self.pool.fetchrow(
+                "SELECT id, language FROM experts"
+                " WHERE regexp_replace(phone, '[^0-9]', '', 'g') = $1 ORDER BY id LIMIT 1",
+                digits,
+            )
+        if row is None:
+            code = await self._type(Prompt.ENTER_EXPERT_CODE, 9)
+            if code.isdigit():
+                row = await self.pool.fetchrow(
+                    "SELECT id, language FROM experts WHERE id = $1", int(code)
+                )
+        if row is None:
+            return None  # not said: the PIN step fails the same way for everyone
+        self.leg.language = row["language"]
+        return int(row["id"])
+
+    async def _check_pin(self, expert_id: int | None) -> bool:
+        s = self.settings
+        for _ in range(s.pin_max_failures):
+            pin = await self._type(Prompt.ENTER_PIN, 8)
+            outcome = await pins.try_pin(
+                self.pool,
+                expert_id,
+                self.caller,
+                pin,
+                now=datetime.now(UTC),
+                max_failures=s.pin_max_failures,
+                lockout=timedelta(minutes=s.pin_lockout_minutes),
+            )
+            if outcome is pins.PinOutcome.OK:
+                return True
+            log.info("menu.pin_refused", outcome=outcome.value)  # never the PIN itself
+            await self.leg.play(self.media(Prompt.WRONG_CODE))
+        return False
+
+    async def _do(self, key: str, expert_id: int) -> None:
+        now = datetime.now(UTC)
+        av = await availability.load(self.pool, expert_id)
+        if key == "1":
+            return await self._status(expert_id, av.at(now).reason)
+        if key == "2":
+            until = rules.pause(now, self.settings.pause_minutes)
+            await availability.set_pause(self.pool, expert_id, until)
+        elif key == "3":
+            await availability.set_pause(self.pool, expert_id, None)
+        elif key == "4":
+            phone_on = rules.Channel.PHONE in av.channels
+            await availability.set_channels(self.pool, expert_id, {"phone": not phone_on})
+        elif key in "567":
+            if not await self._edit_today(key, expert_id, av, now):
+                return
+        log.info("menu.changed", key=key)
+        self.deps.on_change()
+        await self.leg.play(self.media(Prompt.DONE))
+
+    async def _edit_today(
+        self, key: str, expert_id: int, av: availability.ExpertAvailability, now: datetime
+    ) -> bool:
+        try:
+            if key == "5":
+                changes = rules.available_now(av.planning, av.overrides, now, time(0))
+            elif key == "6":
+                changes = rules.stop_now(av.planning, av.overrides, now)
+            else:
+                typed = await self._type(Prompt.ENTER_END_TIME, 4)
+                end = rules.parse_hhmm(typed)
+                changes = rules.set_today_end(av.planning, av.overrides, now, end)
+        except PlanningError:
+            await self.leg.play(self.media(Prompt.INVALID_TIME))
+            return False
+        for day, slots in changes.items():
+            await availability.set_override(self.pool, expert_id, day, slots)
+        return True
+
+    async def _status(self, expert_id: int, reason: Reason) -> None:
+        said = {
+            Reason.OPEN: Prompt.STATUS_OPEN,
+            Reason.OUTSIDE_HOURS: Prompt.STATUS_CLOSED,
+            Reason.PAUSED: Prompt.STATUS_PAUSED,
+            Reason.CHANNEL_OFF: Prompt.STATUS_PHONE_OFF,
+        }[reason]
+        waiting = await self.pool.fetchval(
+            "SELECT count(*) FROM requests WHERE expert_id = $1 AND state = 'waiting'", expert_id
+        )
+        await self.leg.play(
+            [self.media(said), f"number:{waiting}", self.media(Prompt.CLIENTS_WAITING)]
+        )
+
+    async def _goodbye(self) -> None:
+        await self.leg.play(self.media(Prompt.GOODBYE))
