@@ -49,6 +49,7 @@ class NewRequest(BaseModel):
     client_id: int | None = Field(None, gt=0)
     client_phone: str | None = Field(None, pattern=PHONE)
     client_alias: str = Field("", max_length=40)
+    client_email: str = Field("", max_length=200)
     language: Literal["en", "it"] = "en"
 
     @model_validator(mode="after")
@@ -147,7 +148,10 @@ async def create_request(request: web.Request) -> web.Response:
     if client_id is None:
         assert body.client_phone is not None
         client_id = await engine.store.client_by_phone(
-            body.client_phone, alias=body.client_alias, language=body.language
+            body.client_phone,
+            alias=body.client_alias,
+            language=body.language,
+            email=body.client_email,
         )
     av = await planning_store.load(engine.store.pool, expert_id)
     now = av.at(datetime.now(UTC))

@@ -9,6 +9,7 @@ POST   /api/v1/experts/{id}/pause                   {"minutes": 20} (default IVR
 DELETE /api/v1/experts/{id}/pause                   return available
 PUT    /api/v1/experts/{id}/channels                {"phone": true, "chat": false, "video": true}
 PUT    /api/v1/experts/{id}/pin                     {"pin": "4321"}: the phone menu PIN
+POST   /api/v1/experts/{id}/requests/refuse-waiting  refuse all waiting, offer an appointment
 """
 
 from __future__ import annotations
@@ -137,6 +138,17 @@ async def put_channels(request: web.Request) -> web.Response:
     return await get_availability(request)
 
 
+async def refuse_waiting(request: web.Request) -> web.Response:
+    """At closing: refuse every waiting client at once, offering the next opening."""
+    expert_id = api._int(request, "expert_id")
+    engine = request.app[api.ENGINE]
+    count, proposal = await store.refuse_all(engine.store, expert_id)
+    engine.mailer.poke()
+    return web.json_response(
+        {"refused": count, "proposed_start": proposal.isoformat() if proposal else None}
+    )
+
+
 async def put_pin(request: web.Request) -> web.Response:
     """Set the PIN of the phone menu; it is stored only as a scrypt hash."""
     expert_id = api._int(request, "expert_id")
@@ -156,3 +168,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(f"{base}/pause", delete_pause)
     app.router.add_put(f"{base}/channels", put_channels)
     app.router.add_put(f"{base}/pin", put_pin)
+    app.router.add_post(f"{base}/requests/refuse-waiting", refuse_waiting)

@@ -23,6 +23,7 @@ from ivr_engine.flows.phone_menu import PhoneMenu
 from ivr_engine.mail.sender import OutboxConfig, OutboxSender
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import RequestStore, connect_pool, migrate
+from ivr_engine.store import planning as planning_store
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,7 @@ class Engine:
         deps = FlowDeps(settings=s, store=RequestStore(self.pool), calls=self.calls)
         self.dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
         deps.on_change = self.dispatcher.poke
+        deps.refuse_all = self._refuse_all
         self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
         self.dispatcher.on_flow_done.append(self.mailer.poke)
         self.mailer.start()
@@ -97,6 +99,10 @@ class Engine:
         task = asyncio.create_task(work, name=f"inbound-{leg.id}")
         self._inbound_tasks.add(task)
         task.add_done_callback(self._inbound_tasks.discard)
+
+    async def _refuse_all(self, expert_id: int) -> None:
+        await planning_store.refuse_all(self.store, expert_id)
+        self.mailer.poke()
 
     async def _menu(self, menu: PhoneMenu) -> None:
         structlog.contextvars.bind_contextvars(channel_id=menu.leg.id, flow="phone_menu")

@@ -55,6 +55,7 @@ class Prompt(StrEnum):
     ENTER_END_TIME = "enter_end_time"
     INVALID_TIME = "invalid_time"
     DONE = "done"
+    CONFIRM_REFUSE_ALL = "confirm_refuse_all"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

@@ -112,3 +112,24 @@ async def test_set_end_time_of_today(harness: StartHarness, phones: PhoneBook) -
     status, av = await h.api("GET", f"/api/v1/experts/{expert_id}/availability")
     assert av["open"] is True
     assert datetime.fromisoformat(av["closes_at"]) == end
+
+
+async def test_refuse_all_waiting_after_confirm(harness: StartHarness, phones: PhoneBook) -> None:
+    h = await harness(planning_number=PLANNING)
+    expert_id = await _expert(h)
+    # Waiting clients while the expert is paused (so none is rung meanwhile).
+    await h.api("POST", f"/api/v1/experts/{expert_id}/pause", {"minutes": 30})
+    waiting = [await h.request(expert_id, f"+39333000{n}77") for n in range(2)]
+    keys = _login(Keys("8", after_ms=1500), Keys("1", after_ms=2500), Keys("#", after_ms=3000))
+    caller = await phones.call(PLANNING, from_number=EXPERT.lstrip("+"), keys=keys)
+    assert "BYE" in (await caller.finished(60)).received
+    states = await h.pool.fetch(
+        "SELECT state, end_reason FROM requests WHERE id = ANY($1::bigint[])", waiting
+    )
+    assert [(r["state"], r["end_reason"]) for r in states] == [
+        ("refused", "refused_at_closing")
+    ] * 2
+    told = await h.pool.fetchval(
+        "SELECT count(*) FROM outbox_emails WHERE kind = 'client_request_refused'"
+    )
+    assert told == 2

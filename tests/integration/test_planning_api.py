@@ -141,3 +141,57 @@ async def test_unknown_expert_and_bad_date(api: Any) -> None:
     assert status == 422
     status, _ = await call(http, "POST", f"{base}/api/v1/experts/999/pause", json={"minutes": 5})
     assert status == 404
+
+
+async def test_refuse_all_waiting_offers_an_appointment(api: Any) -> None:
+    engine, http, base = api
+    expert = await _expert(engine)
+    status, _ = await call(
+        http,
+        "PUT",
+        f"{base}/api/v1/experts/{expert}/planning",
+        json={"timezone": "Europe/Rome", "weekly": {d: ["00:00-00:00"] for d in ("monday",)}},
+    )
+    assert status == 200
+    # Today only: open all day, so the requests are taken whatever today is.
+    today = datetime.now(ROME).date().isoformat()
+    await call(
+        http,
+        "PUT",
+        f"{base}/api/v1/experts/{expert}/planning/days/{today}",
+        json={"slots": ["00:00-00:00"]},
+    )
+    ids = []
+    for n, email in (("1", "marco@example.org"), ("2", "")):
+        status, req = await call(
+            http,
+            "POST",
+            f"{base}/api/v1/experts/{expert}/requests",
+            json={"client_phone": f"+393330000{n}", "client_email": email, "language": "it"},
+        )
+        assert status == 201, req
+        ids.append(req["id"])
+    status, reply = await call(
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests/refuse-waiting"
+    )
+    assert status == 200 and reply["refused"] == 2
+    proposal = datetime.fromisoformat(reply["proposed_start"])
+    assert proposal > datetime.now(UTC)
+    rows = await engine.pool.fetch(
+        "SELECT r.state, r.end_reason, p.proposed_start FROM requests r"
+        " JOIN appointment_proposals p ON p.request_id = r.id ORDER BY r.id"
+    )
+    assert [(r["state"], r["end_reason"]) for r in rows] == [("refused", "refused_at_closing")] * 2
+    assert all(r["proposed_start"] == proposal for r in rows)
+    mails = await engine.pool.fetch(
+        "SELECT to_address, language FROM outbox_emails WHERE kind = 'client_request_refused'"
+        " ORDER BY id"
+    )
+    assert [(m["to_address"], m["language"]) for m in mails] == [
+        ("marco@example.org", "it"),
+        ("", "it"),
+    ]
+    status, reply = await call(
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests/refuse-waiting"
+    )
+    assert reply["refused"] == 0

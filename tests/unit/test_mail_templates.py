@@ -202,3 +202,18 @@ def test_long_prose_is_wrapped_but_not_the_link() -> None:
     lines = body.splitlines()
     assert url in lines
     assert all(len(line) <= 72 for line in lines if line != url)
+
+
+def test_refused_client_is_offered_an_appointment() -> None:
+    payload = {
+        "request_id": 7,
+        "client_alias": "Marco",
+        "expert_alias": "Anna",
+        "proposed_start": "2026-11-24T09:00:00+01:00",
+    }
+    subject, body = render("client_request_refused", "it", payload, solicit_url=None)
+    assert "Anna" in subject and "appuntamento" in body and "24 novembre 2026" in body
+    subject, body = render(
+        "client_request_refused", "en", {**payload, "proposed_start": ""}, solicit_url=None
+    )
+    assert "Anna" in subject and "appointment" not in body

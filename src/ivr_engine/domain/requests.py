@@ -7,7 +7,8 @@
           └► lost (client left, or the expert never answered)
 
 Any non-final state may also move to ``failed`` (an engine-side error that a person must look
-at) and ``waiting``/``ringing_expert`` to ``lost`` when the client leaves the list. A request
+at) and ``waiting``/``ringing_expert`` to ``lost`` when the client leaves the list; ``waiting``
+goes straight to ``refused`` when the expert refuses every waiting client at once. A request
 whose call was cut by an engine stop goes back from ``ringing_*`` to ``waiting``: nothing is lost.
 """
 
@@ -44,7 +45,7 @@ FINAL_STATES = frozenset({S.COMPLETED, S.REFUSED, S.LOST, S.CLIENT_UNREACHABLE, 
 ACTIVE_STATES = frozenset({S.RINGING_EXPERT, S.RINGING_CLIENT, S.CONNECTED})
 
 TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
-    S.WAITING: frozenset({S.RINGING_EXPERT, S.LOST, S.FAILED}),
+    S.WAITING: frozenset({S.RINGING_EXPERT, S.REFUSED, S.LOST, S.FAILED}),
     S.RINGING_EXPERT: frozenset({S.WAITING, S.RINGING_CLIENT, S.REFUSED, S.LOST, S.FAILED}),
     S.RINGING_CLIENT: frozenset({S.WAITING, S.CONNECTED, S.CLIENT_UNREACHABLE, S.LOST, S.FAILED}),
     S.CONNECTED: frozenset({S.COMPLETED, S.FAILED}),

@@ -7,7 +7,7 @@ request (see ivr_engine.domain.requests); legs are hung up in ``finally`` whatev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,12 +30,18 @@ S = RequestState
 BUSY_CAUSES = {17}  # Q.850 user busy
 
 
+async def _nothing(_: int) -> None:
+    return None
+
+
 @dataclass
 class FlowDeps:
     settings: Settings
     store: RequestStore
     calls: CallControl
     on_change: Callable[[], None] = lambda: None  # availability changed: wake the dispatcher
+    # Refuse every waiting client of an expert (the API's code path, given by the engine).
+    refuse_all: Callable[[int], Awaitable[object]] = _nothing
 
 
 class AcceptanceFlow:

@@ -7,6 +7,7 @@ functions as the HTTP API, so it is visible there at once.
     enter_pin + #           wrong (or locked: same words) → again, three times at most
     main_menu               1 status · 2 pause · 3 available again · 4 phone line on/off
                             5 available now · 6 stop now · 7 end time today (HHMM #)
+                            8 refuse all waiting clients (1 to confirm)
                             * repeat · # goodbye
 """
 
@@ -27,7 +28,7 @@ from ivr_engine.store import planning as availability
 
 log = structlog.get_logger(__name__)
 
-MENU_KEYS = "1234567*#"
+MENU_KEYS = "12345678*#"
 
 
 class PhoneMenu:
@@ -131,6 +132,10 @@ class PhoneMenu:
         elif key == "4":
             phone_on = rules.Channel.PHONE in av.channels
             await availability.set_channels(self.pool, expert_id, {"phone": not phone_on})
+        elif key == "8":
+            if await self._ask(Prompt.CONFIRM_REFUSE_ALL, "1#") != "1":
+                return
+            await self.deps.refuse_all(expert_id)
         elif key in "567":
             if not await self._edit_today(key, expert_id, av, now):
                 return

@@ -55,6 +55,10 @@ EN = _Language(
         "no_choice": "you answered but did not choose an option",
     },
     text={
+        "refused.subject": "Your consultation request to {expert}",
+        "refused.body": "Hello {client},\n\n{expert} has closed for today and cannot take"
+        " your call.",
+        "refused.proposal": "We propose an appointment on {when}.",
         "earnings.subject": "Your earnings for the consultation with {client}: {earnings}",
         "earnings.intro": "Hello {expert},\n\nhere is the detail of your consultation"
         " no. {id} with {client}.",
@@ -108,6 +112,10 @@ IT = _Language(
         "no_choice": "hai risposto ma non hai scelto nessuna opzione",
     },
     text={
+        "refused.subject": "La tua richiesta di consulto a {expert}",
+        "refused.body": "Ciao {client},\n\n{expert} ha chiuso per oggi e non può"
+        " rispondere alla tua chiamata.",
+        "refused.proposal": "Ti proponiamo un appuntamento il {when}.",
         "earnings.subject": "Il tuo guadagno per il consulto con {client}: {earnings}",
         "earnings.intro": "Ciao {expert},\n\necco il dettaglio del tuo consulto"
         " n. {id} con {client}.",
@@ -299,7 +307,20 @@ def _reason(lang: _Language, p: _Payload) -> str:
     return lang.reasons.get(p.text("reason", ""), lang.text["reason.other"])
 
 
+def _refused(
+    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    expert = p.text("expert_alias")
+    body = lang.text["refused.body"].format(client=p.text("client_alias"), expert=expert)
+    if p.text("proposed_start", ""):
+        body += "\n\n" + lang.text["refused.proposal"].format(
+            when=when(lang, p.moment("proposed_start"))
+        )
+    return lang.text["refused.subject"].format(expert=expert), _wrap(body)
+
+
 _RENDERERS: dict[str, Renderer] = {
+    "client_request_refused": _refused,
     "consultation_earnings": _earnings,
     "expert_missed_call": _missed,
     "expert_missed_request_lost": _lost,

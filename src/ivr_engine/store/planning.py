@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -21,9 +21,13 @@ from ivr_engine.domain.planning import (
     WeeklyPlanning,
     availability,
     check_overrides,
+    next_slots,
     parse_slot,
 )
 from ivr_engine.errors import NotFound
+
+if TYPE_CHECKING:
+    from ivr_engine.store.requests import RequestStore
 
 # An expert who never set a planning is within hours all the time.
 ALWAYS = (Slot(time(0), time(0)),)
@@ -184,3 +188,13 @@ def describe(av: ExpertAvailability, now: datetime) -> dict[str, Any]:
         "timezone": av.planning.timezone,
         "has_planning": av.has_planning,
     }
+
+
+async def refuse_all(requests: RequestStore, expert_id: int) -> tuple[int, datetime | None]:
+    """At closing: refuse every waiting client, offering the next opening as an appointment
+    (an expert with no planning has none to offer). The API and the phone menu both use it."""
+    av = await load(requests.pool, expert_id)
+    now = datetime.now(UTC)
+    starts = next_slots(av.planning, av.overrides, now, 1) if av.has_planning else []
+    proposal = starts[0] if starts else None
+    return await requests.refuse_all_waiting(expert_id, proposal), proposal

@@ -114,18 +114,58 @@ class RequestStore:
             )
         )
 
-    async def client_by_phone(self, phone: str, *, alias: str = "", language: str = "en") -> int:
+    async def client_by_phone(
+        self, phone: str, *, alias: str = "", language: str = "en", email: str = ""
+    ) -> int:
         """The client with this phone, created on first contact."""
         return int(
             await self.pool.fetchval(
-                "INSERT INTO clients (alias, phone, language) VALUES ($1, $2, $3)"
-                " ON CONFLICT (phone) DO UPDATE SET alias ="
-                " CASE WHEN $1 = '' THEN clients.alias ELSE $1 END RETURNING id",
+                "INSERT INTO clients (alias, phone, language, email) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (phone) DO UPDATE SET"
+                " alias = CASE WHEN $1 = '' THEN clients.alias ELSE $1 END,"
+                " email = CASE WHEN $4 = '' THEN clients.email ELSE $4 END RETURNING id",
                 alias or phone[-4:],
                 phone,
                 language,
+                email,
             )
         )
+
+    async def refuse_all_waiting(self, expert_id: int, proposal: datetime | None) -> int:
+        """The expert refuses every waiting client at once: each is refused, offered the
+        appointment ``proposal`` and told by email, in one transaction. Returns how many."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT r.id, r.client_id, c.alias, c.email, c.language, e.alias AS expert"
+                " FROM requests r JOIN clients c ON c.id = r.client_id"
+                " JOIN experts e ON e.id = r.expert_id"
+                " WHERE r.expert_id = $1 AND r.state = 'waiting' ORDER BY r.id FOR UPDATE OF r",
+                expert_id,
+            )
+            for row in rows:
+                await self._move(conn, row["id"], S.WAITING, S.REFUSED, "refused_at_closing")
+                await conn.execute(
+                    "INSERT INTO appointment_proposals"
+                    " (request_id, expert_id, client_id, proposed_start) VALUES ($1,$2,$3,$4)",
+                    row["id"],
+                    expert_id,
+                    row["client_id"],
+                    proposal,
+                )
+                await outbox.queue(
+                    conn,
+                    "client_request_refused",
+                    to=row["email"],
+                    language=row["language"],
+                    request_id=row["id"],
+                    payload={
+                        "request_id": row["id"],
+                        "client_alias": row["alias"],
+                        "expert_alias": row["expert"],
+                        "proposed_start": proposal.isoformat() if proposal else "",
+                    },
+                )
+        return len(rows)
 
     # -- the waiting list ----------------------------------------------------------------
     async def create_request(self, expert_id: int, client_id: int) -> RequestView:
