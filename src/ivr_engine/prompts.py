@@ -56,6 +56,13 @@ class Prompt(StrEnum):
     INVALID_TIME = "invalid_time"
     DONE = "done"
     CONFIRM_REFUSE_ALL = "confirm_refuse_all"
+    ENTER_NEW_PIN = "enter_new_pin"
+    ENTER_NEW_PIN_AGAIN = "enter_new_pin_again"
+    PINS_DIFFER = "pins_differ"
+    TODAY_SLOTS = "today_slots"
+    NO_SLOTS_TODAY = "no_slots_today"
+    FROM = "from"
+    TO = "to"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

@@ -133,3 +133,29 @@ async def test_refuse_all_waiting_after_confirm(harness: StartHarness, phones: P
         "SELECT count(*) FROM outbox_emails WHERE kind = 'client_request_refused'"
     )
     assert told == 2
+
+
+async def test_status_then_change_pin(harness: StartHarness, phones: PhoneBook) -> None:
+    from datetime import UTC as _UTC
+
+    from ivr_engine.store.pins import PinOutcome, try_pin
+
+    h = await harness(planning_number=PLANNING)
+    expert_id = await _expert(h)
+    keys = _login(
+        Keys("1", after_ms=1500),  # status and today's slots, interrupted by the next key
+        Keys("9", after_ms=2500),
+        Keys("8642#", after_ms=1500, gap_ms=250),
+        Keys("8642#", after_ms=1500, gap_ms=250),
+        Keys("#", after_ms=3000),
+    )
+    caller = await phones.call(PLANNING, from_number=EXPERT.lstrip("+"), keys=keys)
+    assert "BYE" in (await caller.finished(60)).received
+    now = datetime.now(_UTC)
+    lock = timedelta(minutes=15)
+    assert await try_pin(h.pool, expert_id, "", "8642", now=now, max_failures=3, lockout=lock) is (
+        PinOutcome.OK
+    )
+    assert await try_pin(h.pool, expert_id, "", PIN, now=now, max_failures=3, lockout=lock) is (
+        PinOutcome.WRONG
+    )

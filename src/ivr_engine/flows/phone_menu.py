@@ -7,7 +7,7 @@ functions as the HTTP API, so it is visible there at once.
     enter_pin + #           wrong (or locked: same words) → again, three times at most
     main_menu               1 status · 2 pause · 3 available again · 4 phone line on/off
                             5 available now · 6 stop now · 7 end time today (HHMM #)
-                            8 refuse all waiting clients (1 to confirm)
+                            8 refuse all waiting clients (1 to confirm) · 9 new PIN (twice)
                             * repeat · # goodbye
 """
 
@@ -19,6 +19,7 @@ import structlog
 
 from ivr_engine.calls import Leg
 from ivr_engine.domain import planning as rules
+from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.domain.planning import Reason
 from ivr_engine.errors import Hangup, PlanningError
 from ivr_engine.flows.acceptance import FlowDeps
@@ -28,7 +29,7 @@ from ivr_engine.store import planning as availability
 
 log = structlog.get_logger(__name__)
 
-MENU_KEYS = "12345678*#"
+MENU_KEYS = "123456789*#"
 
 
 class PhoneMenu:
@@ -123,7 +124,8 @@ class PhoneMenu:
         now = datetime.now(UTC)
         av = await availability.load(self.pool, expert_id)
         if key == "1":
-            return await self._status(expert_id, av.at(now).reason)
+            await self._status(expert_id, av.at(now).reason)
+            return await self._today(av, now)
         if key == "2":
             until = rules.pause(now, self.settings.pause_minutes)
             await availability.set_pause(self.pool, expert_id, until)
@@ -132,6 +134,13 @@ class PhoneMenu:
         elif key == "4":
             phone_on = rules.Channel.PHONE in av.channels
             await availability.set_channels(self.pool, expert_id, {"phone": not phone_on})
+        elif key == "9":
+            first = await self._type(Prompt.ENTER_NEW_PIN, 8)
+            second = await self._type(Prompt.ENTER_NEW_PIN_AGAIN, 8)
+            if first != second or not PIN_FORMAT.fullmatch(first):
+                await self.leg.play(self.media(Prompt.PINS_DIFFER))
+                return
+            await pins.set_pin(self.pool, expert_id, first)
         elif key == "8":
             if await self._ask(Prompt.CONFIRM_REFUSE_ALL, "1#") != "1":
                 return
@@ -176,5 +185,25 @@ class PhoneMenu:
             [self.media(said), f"number:{waiting}", self.media(Prompt.CLIENTS_WAITING)]
         )
 
+    async def _today(self, av: availability.ExpertAvailability, now: datetime) -> None:
+        """Today's slots, times said with Asterisk's own number sounds for the language."""
+        today = now.astimezone(av.planning.zone).date()
+        slots = rules.slots_on(av.planning, av.overrides, today)
+        if not slots:
+            return await self.leg.play(self.media(Prompt.NO_SLOTS_TODAY))
+        media = [self.media(Prompt.TODAY_SLOTS)]
+        for slot in slots:
+            media += [self.media(Prompt.FROM), *_clock(slot.start)]
+            media += [self.media(Prompt.TO), *_clock(slot.end)]
+        await self.leg.play(media)
+
     async def _goodbye(self) -> None:
         await self.leg.play(self.media(Prompt.GOODBYE))
+
+
+def _clock(at: time) -> list[str]:
+    """09:30 is said "9 30", 18:00 "18"."""
+    said = [f"number:{at.hour}"]
+    if at.minute:
+        said.append(f"number:{at.minute}")
+    return said
