@@ -4,14 +4,22 @@ per test, and (for end-to-end tests) the Asterisk sandbox."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.store import connect_pool, migrate
+
+# CI runs must not fail by chance: there, property tests replay a fixed set of examples.
+# Elsewhere each run explores new ones (and `.hypothesis/` remembers any failure found).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
