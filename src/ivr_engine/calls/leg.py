@@ -164,6 +164,27 @@ class Leg:
             except AriNotFound:
                 pass
 
+    async def _first_key(self, media: Sequence[str], timeout: float) -> str | None:
+        """Play ``media``; the first key pressed during it (which stops it) or within
+        ``timeout`` after it, or None. Keys pressed earlier are queued and count."""
+        play = asyncio.ensure_future(self.play(media))
+        key = asyncio.ensure_future(self._digits.get())
+        try:
+            done, _ = await asyncio.wait({play, key}, return_when=asyncio.FIRST_COMPLETED)
+            if key in done:
+                await self._stop_playbacks()
+                return key.result()
+            play.result()  # re-raises Hangup
+        finally:
+            for t in (play, key):
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(play, key, return_exceptions=True)
+        try:
+            return await self._step(self._digits.get(), timeout=timeout)
+        except StepTimeout:
+            return None
+
     async def collect(
         self,
         media: Sequence[str],
@@ -179,30 +200,9 @@ class Leg:
         invalid key plays ``invalid`` and offers the prompt again; so does silence.
         """
         for _ in range(tries):
-            play = asyncio.ensure_future(self.play(media))
-            digit_wait = asyncio.ensure_future(self._digits.get())
-            try:
-                done, _ = await asyncio.wait(
-                    {play, digit_wait}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if digit_wait in done:
-                    await self._stop_playbacks()
-                else:
-                    play.result()  # re-raises Hangup
-                    digit_wait.cancel()
-                    try:
-                        digit_wait = asyncio.ensure_future(
-                            self._step(self._digits.get(), timeout=timeout)
-                        )
-                        await digit_wait
-                    except StepTimeout:
-                        continue
-                digit = digit_wait.result()
-            finally:
-                for t in (play, digit_wait):
-                    if not t.done():
-                        t.cancel()
-                await asyncio.gather(play, digit_wait, return_exceptions=True)
+            digit = await self._first_key(media, timeout)
+            if digit is None:
+                continue
             if digit in digits:
                 return digit
             if invalid:
@@ -216,27 +216,10 @@ class Leg:
 
         A key interrupts the prompt; ``timeout`` applies between keys. None on silence.
         """
-        play = asyncio.ensure_future(self.play(media))
-        first = asyncio.ensure_future(self._digits.get())
-        try:
-            done, _ = await asyncio.wait({play, first}, return_when=asyncio.FIRST_COMPLETED)
-            if first in done:
-                await self._stop_playbacks()
-            else:
-                play.result()
-                first.cancel()
-                try:
-                    first = asyncio.ensure_future(self._step(self._digits.get(), timeout=timeout))
-                    await first
-                except StepTimeout:
-                    return None
-        finally:
-            for t in (play, first):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(play, first, return_exceptions=True)
+        digit = await self._first_key(media, timeout)
+        if digit is None:
+            return None
         typed = ""
-        digit = first.result()
         while digit != terminator:
             typed += digit
             if len(typed) >= max_digits:

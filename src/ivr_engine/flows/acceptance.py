@@ -66,13 +66,9 @@ class AcceptanceFlow:
     async def _run(self) -> None:
         job = self.job
         expert = await self._dial("expert", "offer", job.expert_phone, job.expert_language)
-        try:
-            await expert.answered(timeout=self.settings.ring_timeout + 10)
-        except OriginateFailed as err:
-            await self._attempt_failed(expert, err)
+        if (err := await self._await_answer(expert)) is not None:
             await self._expert_missed("busy" if err.cause in BUSY_CAUSES else "no_answer")
             return
-        await self.store.attempt_answered(expert.id, expert.answered_at or _now())
 
         choice = "1"
         try:
@@ -225,15 +221,21 @@ class AcceptanceFlow:
         self.legs.append(call)
         return call
 
+    async def _await_answer(self, leg: Leg) -> OriginateFailed | None:
+        """Wait for ``leg`` to answer and record it; if it never does, the (recorded) failure."""
+        try:
+            await leg.answered(timeout=self.settings.ring_timeout + 10)
+        except OriginateFailed as err:
+            await self._attempt_failed(leg, err)
+            return err
+        await self.store.attempt_answered(leg.id, leg.answered_at or _now())
+        return None
+
     async def _tell_client_declined(self) -> None:
         job = self.job
         client = await self._dial("client", "notify_refused", job.client_phone, job.client_language)
-        try:
-            await client.answered(timeout=self.settings.ring_timeout + 10)
-        except OriginateFailed as err:
-            await self._attempt_failed(client, err)
+        if await self._await_answer(client) is not None:
             return
-        await self.store.attempt_answered(client.id, client.answered_at or _now())
         await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
         await self._end_attempt(client, "told_declined")
 
