@@ -292,7 +292,8 @@ def make_app(engine: Engine) -> web.Application:
     app.router.add_get("/solicit/{request_id}", solicit_page)
     app.router.add_post("/solicit/{request_id}", solicit_from_link)
     app.router.add_get("/healthz", healthz)
-    from ivr_engine import api_planning
+    from ivr_engine import api_planning, panel
 
     api_planning.add_routes(app)
+    panel.setup(app, engine.hub)
     return app

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     http_port: int = 8080
     api_token: SecretStr
 
+    # Web control panel (same server as the API)
+    panel_secure_cookie: bool = Field(
+        True, description="session cookie only over HTTPS (false only for plain-HTTP tests)"
+    )
+    session_hours: float = Field(12.0, gt=0, description="a panel sign-in lasts this long")
+    login_max_failures: int = Field(5, ge=1, description="wrong sign-ins before a lockout")
+    login_lockout_minutes: int = Field(15, ge=1, description="lockout and counting window")
+
     # Telephony
     dial_routes: dict[str, str] = Field(
         default_factory=lambda: {"*": "PJSIP/{number}@ivr-trunk"},

@@ -21,6 +21,7 @@ from ivr_engine.errors import Hangup
 from ivr_engine.flows.acceptance import FlowDeps
 from ivr_engine.flows.phone_menu import PhoneMenu
 from ivr_engine.mail.sender import OutboxConfig, OutboxSender
+from ivr_engine.panel.live import Hub
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import RequestStore, connect_pool, migrate
 from ivr_engine.store import planning as planning_store
@@ -48,6 +49,7 @@ class Engine:
         self._runner: web.AppRunner | None = None
         self._inbound_tasks: set[asyncio.Task[None]] = set()
         self.http_port: int | None = None
+        self.hub = Hub(settings.database_url.get_secret_value())
 
     @property
     def store(self) -> RequestStore:
@@ -64,6 +66,7 @@ class Engine:
         self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
         self.dispatcher.on_flow_done.append(self.mailer.poke)
         self.mailer.start()
+        self.hub.start()
         self.calls.on_inbound(self._inbound)
         self.ari.on_connected(self._on_ari_connected)
         self.ami.on_restart(self.calls.resync)
@@ -143,6 +146,7 @@ class Engine:
 
     async def close(self) -> None:
         """Stop taking work, end the calls in progress cleanly, release everything."""
+        await self.hub.close()  # ends the open event streams, so the server can stop
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

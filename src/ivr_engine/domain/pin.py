@@ -1,4 +1,5 @@
-"""Experts' PINs for the phone menu: stored only as slow salted hashes (scrypt).
+"""Experts' PINs for the phone menu (and panel passwords): stored only as slow salted
+hashes (scrypt).
 
 Encoded as ``scrypt$N$r$p$<salt b64>$<hash b64>`` so the cost can be raised later without
 invalidating the PINs already stored: each hash carries its own parameters.
@@ -26,20 +27,28 @@ def check_pin_format(pin: str) -> None:
 
 def hash_pin(pin: str) -> str:
     check_pin_format(pin)
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=N, r=R, p=P, dklen=32)
-    return "$".join(["scrypt", str(N), str(R), str(P), _b64(salt), _b64(digest)])
+    return hash_secret(pin)
 
 
 def verify_pin(pin: str, encoded: str) -> bool:
-    """True if ``pin`` matches; never raises on a wrong PIN, only on a corrupt stored hash."""
+    return verify_secret(pin, encoded)
+
+
+def hash_secret(secret: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=N, r=R, p=P, dklen=32)
+    return "$".join(["scrypt", str(N), str(R), str(P), _b64(salt), _b64(digest)])
+
+
+def verify_secret(secret: str, encoded: str) -> bool:
+    """True if ``secret`` matches; never raises on a wrong one, only on a corrupt stored hash."""
     try:
         scheme, n, r, p, salt, digest = encoded.split("$")
         if scheme != "scrypt":
             raise ValueError(scheme)
         expected = base64.urlsafe_b64decode(digest)
         actual = hashlib.scrypt(
-            pin.encode(),
+            secret.encode(),
             salt=base64.urlsafe_b64decode(salt),
             n=int(n),
             r=int(r),
@@ -47,7 +56,7 @@ def verify_pin(pin: str, encoded: str) -> bool:
             dklen=len(expected),
         )
     except (ValueError, TypeError) as err:
-        raise ConfigError("a stored PIN hash is corrupt") from err
+        raise ConfigError("a stored PIN or password hash is corrupt") from err
     return hmac.compare_digest(actual, expected)
 
 
