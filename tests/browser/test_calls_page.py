@@ -1,13 +1,13 @@
-"""The Calls page in a real browser: sign in, the waiting list updates live, call now."""
+"""The Calls page in a real browser: sign in, the waiting list updates live."""
 
 from __future__ import annotations
 
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.panel.conftest import Site, shot
+from tests.browser.conftest import Site, shot
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 
 async def test_sign_in_and_waiting_list_updates_live(site: Site) -> None:
@@ -17,11 +17,7 @@ async def test_sign_in_and_waiting_list_updates_live(site: Site) -> None:
     await expect(page.locator("#waiting-empty")).to_be_visible()
     await expect(page.locator("#live-calls")).to_have_attribute("data-live", "open")
 
-    await site.expert("+390600000302", "bruno@example.org", alias="Bruno")
-    # the expert's phone is not registered: pause so the engine does not ring it meanwhile
-    status, _ = await site.harness.api("POST", f"/api/v1/experts/{expert_id}/pause")
-    assert status == 200
-    request_id = await site.harness.request(expert_id, "+393330000311", alias="Marco")
+    request_id = await site.request(expert_id, "+393330000311", alias="Marco")
 
     row = page.locator(f"tr[data-request-id='{request_id}']")
     await expect(row).to_contain_text("Marco")  # no reload: the event stream brought it
