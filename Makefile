@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint unit bench system-deps venv sounds sandbox-build clean
 
 # System packages (Debian): debootstrap for the Asterisk sandbox, sipp for the test phones,
-# espeak-ng + sox to render prompts, the PostgreSQL server binaries for throwaway clusters.
+# espeak-ng + sox to render prompts, the PostgreSQL server binaries for throwaway clusters,
+# chromium for the panel's browser tests.
 system-deps:
 	bash scripts/install-system-deps.sh
 

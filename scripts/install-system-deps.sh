@@ -10,6 +10,9 @@ command -v sipp        >/dev/null 2>&1 || need+=(sip-tester)
 command -v espeak-ng   >/dev/null 2>&1 || need+=(espeak-ng)
 command -v sox         >/dev/null 2>&1 || need+=(sox)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The panel's browser tests drive Debian's chromium (Playwright never downloads a browser).
+[ -x /usr/bin/chromium ]     || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

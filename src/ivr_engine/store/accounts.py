@@ -77,6 +77,8 @@ async def set_expert_login(
             email,
             encoded,
         )
+        if row is not None and encoded is not None:  # a new password signs out old sessions
+            await conn.execute("DELETE FROM panel_sessions WHERE account_id = $1", row["id"])
         if row is None and encoded is not None:
             await conn.execute(
                 "INSERT INTO accounts (email, password_hash, role, expert_id)"
@@ -175,16 +177,16 @@ async def failed(
             await conn.execute(
                 "INSERT INTO login_failures AS f (key, failures, window_start) VALUES ($1, 1, $2)"
                 " ON CONFLICT (key) DO UPDATE SET"
-                "  failures = CASE WHEN f.window_start < $2 - $3::interval THEN 1"
+                "  failures = CASE WHEN f.window_start < $2::timestamptz - $3::interval THEN 1"
                 "                  ELSE f.failures + 1 END,"
-                "  window_start = CASE WHEN f.window_start < $2 - $3::interval THEN $2"
+                "  window_start = CASE WHEN f.window_start < $2::timestamptz - $3::interval THEN $2"
                 "                      ELSE f.window_start END",
                 key,
                 now,
                 window,
             )
             await conn.execute(
-                "UPDATE login_failures SET locked_until = $2 + $3::interval, failures = 0,"
+                "UPDATE login_failures SET locked_until = $2::timestamptz + $3::interval, failures = 0,"
                 " window_start = $2 WHERE key = $1 AND failures >= $4",
                 key,
                 now,
