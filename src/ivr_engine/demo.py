@@ -25,10 +25,20 @@ from ivr_engine.engine import Engine
 from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.sandbox import Sandbox
 from ivr_engine.simphones import PhoneBook, answer
+from ivr_engine.store import accounts
 from ivr_engine.transcript import transcript
 
 EXPERT_PHONE = "+390600000101"
 CLIENT_PHONE = "+393330000202"
+# KEEP=1: numbers that ring the sandbox's softphone accounts, for an operator to play with.
+SOFTPHONE_EXPERT = "+390600000991"  # rings operator1
+SOFTPHONE_CLIENT = "+393330000992"  # rings operator2
+# Demo-only sign-ins of the panel, printed by the demo and listed in the README.
+DEMO_LOGINS = {
+    "anna@example.org": "anna-demo-2026",
+    "sofia@example.org": "sofia-demo-2026",
+    "staff@example.org": "staff-demo-2026",
+}
 
 
 async def run_demo(*, keep: bool = False) -> int:
@@ -52,8 +62,12 @@ async def run_demo(*, keep: bool = False) -> int:
             database_url=dsn,
             api_token=token,
             link_secret=secrets.token_urlsafe(16),
-            http_port=0,
-            dial_routes=phones.routes(),
+            http_port=8080 if _tcp_port_free(8080) else 0,
+            dial_routes={
+                **phones.routes(),
+                SOFTPHONE_EXPERT: "PJSIP/operator1",
+                SOFTPHONE_CLIENT: "PJSIP/operator2",
+            },
             ring_timeout=15,
             smtp_port=smtp.port,
             mail_from="ivr-engine@demo.invalid",
@@ -62,7 +76,7 @@ async def run_demo(*, keep: bool = False) -> int:
         await engine.start()
         await engine.ari.wait_connected(15)
         base = f"http://127.0.0.1:{engine.http_port}"
-        request_id = await _consultation(base, token)
+        expert_id, request_id = await _consultation(base, token)
         state = await _wait_final(engine, request_id, timeout=90)
         print()
         print(f"request {request_id}: {state}")
@@ -78,6 +92,7 @@ async def run_demo(*, keep: bool = False) -> int:
         except TimeoutError:
             print("no email arrived within 20 s")
         if keep:
+            await _panel_demo(engine, base, token, expert_id)
             _print_access(info, base, token, dsn)
             await _wait_for_ctrl_c()
         return 0 if state == "completed" else 1
@@ -107,13 +122,22 @@ class _Mailbox:
         return "250 OK"
 
 
+def _tcp_port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-async def _consultation(base: str, token: str) -> int:
+async def _consultation(base: str, token: str) -> tuple[int, int]:
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         expert: dict[str, Any] = {
@@ -128,7 +152,45 @@ async def _consultation(base: str, token: str) -> int:
         async with http.post(f"{base}/api/v1/experts/{expert_id}/requests", json=body) as resp:
             created = await resp.json()
         print(f"POST /api/v1/experts/{expert_id}/requests -> {resp.status} {created}")
-        return int(created["id"])
+        return int(expert_id), int(created["id"])
+
+
+async def _panel_demo(engine: Engine, base: str, token: str, anna: int) -> None:
+    """Sign-ins for the panel, and something to look at: Anna on a pause with two clients
+    waiting; Sofia (Cartomancy) reachable on the softphone account operator1."""
+    assert engine.pool is not None
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        sofia_body = {
+            "alias": "Sofia",
+            "phone": SOFTPHONE_EXPERT,
+            "rate_per_minute": "2.10",
+            "category": "cartomancy",
+            "email": "sofia@example.org",
+            "language": "it",
+        }
+        async with http.post(f"{base}/api/v1/experts", json=sofia_body) as resp:
+            sofia = int((await resp.json())["id"])
+        await http.post(f"{base}/api/v1/experts/{anna}/pause")
+        for phone, alias in (("+393330000301", "Giulia"), ("+393330000302", "Paolo")):
+            body = {"client_phone": phone, "client_alias": alias, "client_email": "c@example.org"}
+            await http.post(f"{base}/api/v1/experts/{anna}/requests", json=body)
+    for email, password in DEMO_LOGINS.items():
+        expert_id = {"anna": anna, "sofia": sofia}.get(email.split("@")[0])
+        role = "expert" if expert_id else "admin"
+        await accounts.create(
+            engine.pool, email=email, password=password, role=role, expert_id=expert_id
+        )
+    print()
+    print(f"Control panel: {base}/login   (demo sign-ins, for this demo only)")
+    for email, password in DEMO_LOGINS.items():
+        print(f"  {email:<20} {password}")
+    print("Sofia's phone is the softphone account operator1; a client on operator2 asks with:")
+    print(
+        f"  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
+        f' -d \'{{"client_phone": "{SOFTPHONE_CLIENT}", "client_alias": "Luca"}}\''
+        f" {base}/api/v1/experts/{sofia}/requests"
+    )
 
 
 async def _wait_final(engine: Engine, request_id: int, timeout: float) -> str:
