@@ -217,3 +217,49 @@ def test_refused_client_is_offered_an_appointment() -> None:
         "client_request_refused", "en", {**payload, "proposed_start": ""}, solicit_url=None
     )
     assert "Anna" in subject and "appointment" not in body
+
+
+MESSAGE: dict[str, Any] = {
+    "message_id": 5,
+    "expert_alias": "Tarot Anna",
+    "client_alias": "Marco",
+    "message": "Hello Marco,\n\nhow did the interview go? {Call me} when you like.",
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "phrases"),
+    [
+        ("en", "A message from Tarot Anna", ["Hello Marco", "Tarot Anna has written to you:"]),
+        ("it", "Un messaggio da Tarot Anna", ["Ciao Marco", "Tarot Anna ti ha scritto:"]),
+    ],
+)
+def test_client_message_quotes_the_expert(language: str, subject: str, phrases: list[str]) -> None:
+    got_subject, body = render("client_message", language, MESSAGE, solicit_url=None)
+    assert got_subject == subject
+    for phrase in phrases:
+        assert phrase in flat(body), phrase
+    # The expert's words as typed, braces included (never used as a format string).
+    assert "> Hello Marco,\n>\n> how did the interview go? {Call me} when you like.\n" in body
+
+
+def test_client_message_tells_not_to_reply() -> None:
+    _, body = render("client_message", "it", MESSAGE, solicit_url=None)
+    assert "Non rispondere a questa email" in flat(body)
+    _, body = render("client_message", "en", MESSAGE, solicit_url=None)
+    assert "do not reply" in flat(body)
+
+
+def test_client_message_long_lines_are_quoted_and_links_kept_whole() -> None:
+    url = "https://example.org/" + "x" * 90
+    text = "word " * 40 + url
+    _, body = render("client_message", "en", {**MESSAGE, "message": text}, solicit_url=None)
+    quoted = [line for line in body.splitlines() if line.startswith(">")]
+    assert len(quoted) > 1 and f"> {url}" in quoted
+    assert all(len(line) <= 72 for line in body.splitlines() if url not in line)
+
+
+def test_client_message_without_text_is_refused() -> None:
+    payload = {k: v for k, v in MESSAGE.items() if k != "message"}
+    with pytest.raises(TemplateError, match="no 'message'"):
+        render("client_message", "en", payload, solicit_url=None)

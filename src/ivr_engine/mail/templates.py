@@ -83,6 +83,10 @@ EN = _Language(
         " {attempt}), but {reason}. The request is closed: the client will not be put"
         " through to you for it.",
         "reason.other": "the call did not go through",
+        "message.subject": "A message from {expert}",
+        "message.intro": "Hello {client},\n\n{expert} has written to you:",
+        "message.outro": "Please do not reply to this email: {expert} cannot read replies."
+        " To talk to {expert}, ask for a consultation.",
     },
 )
 
@@ -141,6 +145,10 @@ IT = _Language(
         " (tentativo n. {attempt}), ma {reason}. La richiesta è chiusa: il cliente non"
         " verrà più messo in contatto con te per questa richiesta.",
         "reason.other": "la chiamata non è andata a buon fine",
+        "message.subject": "Un messaggio da {expert}",
+        "message.intro": "Ciao {client},\n\n{expert} ti ha scritto:",
+        "message.outro": "Non rispondere a questa email: {expert} non può leggere le"
+        " risposte. Per parlare con {expert}, richiedi un consulto.",
     },
 )
 
@@ -319,7 +327,35 @@ def _refused(
     return lang.text["refused.subject"].format(expert=expert), _wrap(body)
 
 
+def _message(
+    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    """An expert's message to a client, quoted as typed (the expert's words are never
+    passed through ``format``: braces in them are plain text)."""
+    expert, t = p.text("expert_alias"), lang.text
+    intro = t["message.intro"].format(client=p.text("client_alias"), expert=expert)
+    quoted = "\n".join(_quote(line) for line in p.text("message").strip().split("\n"))
+    outro = t["message.outro"].format(expert=expert)
+    body = f"{_wrap(intro)}\n{quoted}\n\n{_wrap(outro)}"
+    return t["message.subject"].format(expert=expert), body
+
+
+def _quote(line: str) -> str:
+    """One line of a quoted text, filled to 72 columns; a long word (a link) stays whole."""
+    if not line.strip():
+        return ">"
+    return textwrap.fill(
+        line,
+        72,
+        initial_indent="> ",
+        subsequent_indent="> ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 _RENDERERS: dict[str, Renderer] = {
+    "client_message": _message,
     "client_request_refused": _refused,
     "consultation_earnings": _earnings,
     "expert_missed_call": _missed,

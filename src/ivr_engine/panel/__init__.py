@@ -10,7 +10,8 @@ server-rendered (Jinja2, autoescaped) with a little JavaScript for live updates.
     availability.py   weekly planning, today, pause, channels
     profile.py        phone number (line type, transfer cost), rate, PIN
     consultations.py  the expert's consultations and their billing detail
-    admin.py          experts, live calls across experts, the day's figures
+    admin.py          live calls across experts, the day's figures
+    admin_experts.py  create and edit experts, the accept-by-keypress switch
 """
 
 from __future__ import annotations

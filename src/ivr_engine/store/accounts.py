@@ -30,7 +30,7 @@ class Account:
     email: str
     role: str  # 'expert' or 'admin'
     expert_id: int | None
-    language: str
+    language: str | None  # an expert's language; None for staff (their browser decides)
     csrf: str = ""
 
 
@@ -97,7 +97,7 @@ async def has_login(pool: asyncpg.Pool, expert_id: int) -> bool:
 
 async def verify(pool: asyncpg.Pool, email: str, password: str) -> Account | None:
     row = await pool.fetchrow(
-        "SELECT a.*, coalesce(e.language, 'en') AS language FROM accounts a"
+        "SELECT a.*, e.language FROM accounts a"
         " LEFT JOIN experts e ON e.id = a.expert_id WHERE a.email = $1",
         email.strip().lower(),
     )
@@ -137,7 +137,7 @@ async def open_session(pool: asyncpg.Pool, account_id: int, ttl: timedelta) -> s
 async def session(pool: asyncpg.Pool, token: str) -> Account | None:
     row = await pool.fetchrow(
         "SELECT a.id, a.email, a.role, a.expert_id, s.csrf,"
-        " coalesce(e.language, 'en') AS language"
+        " e.language"
         " FROM panel_sessions s JOIN accounts a ON a.id = s.account_id"
         " LEFT JOIN experts e ON e.id = a.expert_id"
         " WHERE s.token_hash = $1 AND s.expires_at > now()",
@@ -186,8 +186,8 @@ async def failed(
                 window,
             )
             await conn.execute(
-                "UPDATE login_failures SET locked_until = $2::timestamptz + $3::interval, failures = 0,"
-                " window_start = $2 WHERE key = $1 AND failures >= $4",
+                "UPDATE login_failures SET locked_until = $2::timestamptz + $3::interval,"
+                " failures = 0, window_start = $2 WHERE key = $1 AND failures >= $4",
                 key,
                 now,
                 window,

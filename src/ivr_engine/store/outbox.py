@@ -17,15 +17,17 @@ async def queue(
     payload: dict[str, Any],
     request_id: int | None = None,
     consultation_id: int | None = None,
+    message_id: int | None = None,
 ) -> None:
     """Queue an email in the caller's transaction: it exists if and only if the event does."""
     await conn.execute(
         "INSERT INTO outbox_emails"
-        " (kind, request_id, consultation_id, to_address, language, payload)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        " (kind, request_id, consultation_id, message_id, to_address, language, payload)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
         kind,
         request_id,
         consultation_id,
+        message_id,
         to,
         language,
         json.dumps(payload),
