@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ivr_engine.domain.money import Tariff, make_tariff
 from ivr_engine.errors import ConfigError
 
 
@@ -94,6 +95,21 @@ class Settings(BaseSettings):
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def tariff(self, *, rate: Decimal, category: str, expert_number: str) -> Tariff:
+        """The tariff a consultation starting now freezes (the call flow, and the panel
+        showing an expert what a number or rate would mean)."""
+        return make_tariff(
+            rate=rate,
+            category=category,
+            expert_number=expert_number,
+            region=self.phone_region,
+            mobile_cost=self.transfer_cost_mobile,
+            fixed_cost=self.transfer_cost_fixed,
+            commission_percent=self.commission_percent,
+            granularity_seconds=self.billing_granularity,
+            minimum_seconds=self.billing_minimum,
+        )
 
     @field_validator("dial_routes")
     @classmethod

@@ -50,3 +50,32 @@ async def test_refuse_all_asks_first_then_refuses_everyone_waiting(site: Site) -
         )
         == 2
     )
+
+
+async def test_call_now_ends_a_pause_and_is_refused_with_the_phone_line_off(site: Site) -> None:
+    expert_id = await site.expert("+390600000331", "anna@example.org")
+    request_id = await site.request(expert_id, "+393330000331", alias="Marco")
+    assert (await site.api("POST", f"/api/v1/experts/{expert_id}/pause"))[0] == 200
+    assert (await site.api("PUT", f"/api/v1/experts/{expert_id}/channels", {"phone": False}))[
+        0
+    ] == 200
+    page = await site.sign_in("anna@example.org")
+    call_now = page.get_by_role("button", name="Call now for Marco")
+
+    await call_now.click()
+    await expect(page.locator("p.notice")).to_contain_text("Your phone line is switched off")
+    _, body = await site.api("GET", f"/api/v1/experts/{expert_id}/availability")
+    assert body["paused_until"] is not None  # nothing changed
+
+    await site.api("PUT", f"/api/v1/experts/{expert_id}/channels", {"phone": True})
+    await call_now.click()
+    await expect(page.locator("p.notice")).to_have_text("Your phone will ring in a moment.")
+    _, body = await site.api("GET", f"/api/v1/experts/{expert_id}/availability")
+    assert body["paused_until"] is None and body["reason"] == "open"
+    assert (
+        await site.pool.fetchval(
+            "SELECT detail FROM request_events WHERE request_id = $1 ORDER BY id DESC LIMIT 1",
+            request_id,
+        )
+        == "solicited"
+    )

@@ -17,7 +17,7 @@ from ivr_engine.aio import finish
 from ivr_engine.calls import CallControl, Leg
 from ivr_engine.config import Settings
 from ivr_engine.domain.billing import billed_seconds
-from ivr_engine.domain.money import Tariff, make_tariff
+from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import Hangup, OriginateFailed
@@ -309,17 +309,7 @@ async def _first_hangup(a: Leg, b: Leg) -> Leg:
 
 def tariff_for(job: Job, settings: Settings) -> Tariff:
     """What this consultation will cost, frozen now: later changes never rewrite it."""
-    return make_tariff(
-        rate=job.rate,
-        category=job.category,
-        expert_number=job.expert_phone,
-        region=settings.phone_region,
-        mobile_cost=settings.transfer_cost_mobile,
-        fixed_cost=settings.transfer_cost_fixed,
-        commission_percent=settings.commission_percent,
-        granularity_seconds=settings.billing_granularity,
-        minimum_seconds=settings.billing_minimum,
-    )
+    return settings.tariff(rate=job.rate, category=job.category, expert_number=job.expert_phone)
 
 
 def _spellable(alias: str) -> str:

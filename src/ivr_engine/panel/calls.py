@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr_engine.api import ENGINE
+from ivr_engine.domain.planning import Channel
 from ivr_engine.errors import Conflict, NotFound
 from ivr_engine.panel import i18n, live
 from ivr_engine.panel.render import page, problem, redirect
@@ -52,12 +53,16 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def solicit(request: web.Request) -> web.Response:
-    """Call now: the engine rings the expert for this waiting client at once."""
+    """Call now: the engine rings the expert for this waiting client at once (ending a
+    pause: the expert asked for the call)."""
     engine = request.app[ENGINE]
     raw = request.match_info["request_id"]
     owner = await live_store.request_owner(engine.store.pool, int(raw)) if raw.isdigit() else None
     if owner != expert_id(request):
         return problem(request, 404, "error.not_found")
+    av = await planning_store.load(engine.store.pool, owner)
+    if Channel.PHONE not in av.channels:
+        return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
     try:
         await engine.store.solicit(int(raw))
     except (Conflict, NotFound):
@@ -110,6 +115,8 @@ i18n.register(
         "calls.status.closed": "Your waiting list is closed ({reason}).",
         "calls.done.calling": "Your phone will ring in a moment.",
         "calls.done.too_late": "This client is no longer waiting.",
+        "calls.done.phone_off": "Your phone line is switched off: switch it on in Availability"
+        " first.",
         "calls.done.refused": "Waiting clients refused: {count}. Each one was told by email.",
         "calls.live": "This list updates by itself.",
         "refuse.title": "Refuse all waiting clients?",
@@ -140,6 +147,8 @@ i18n.register(
         "calls.status.closed": "La tua lista d'attesa è chiusa ({reason}).",
         "calls.done.calling": "Il tuo telefono squillerà tra un momento.",
         "calls.done.too_late": "Questo cliente non è più in attesa.",
+        "calls.done.phone_off": "La tua linea telefonica è disattivata: riattivala prima in"
+        " Disponibilità.",
         "calls.done.refused": "Clienti in attesa rifiutati: {count}. Ognuno è stato avvisato"
         " per email.",
         "calls.live": "Questa lista si aggiorna da sola.",

@@ -17,7 +17,7 @@ from phonenumbers import PhoneNumberType
 
 from ivr_engine.api import ENGINE, PHONE
 from ivr_engine.config import Settings
-from ivr_engine.domain.money import HALVED, WAIVED, Tariff, check_rate, make_tariff
+from ivr_engine.domain.money import HALVED, WAIVED, Tariff, check_rate
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.panel import i18n
 from ivr_engine.panel.render import page, redirect, text
@@ -76,16 +76,8 @@ def rate_error(rate: Decimal | None, low: Decimal, high: Decimal) -> str | None:
 
 def tariff(profile: Profile, settings: Settings) -> Tariff:
     """The tariff a consultation starting now would freeze for this expert."""
-    return make_tariff(
-        rate=profile.rate,
-        category=profile.category,
-        expert_number=profile.phone,
-        region=settings.phone_region,
-        mobile_cost=settings.transfer_cost_mobile,
-        fixed_cost=settings.transfer_cost_fixed,
-        commission_percent=settings.commission_percent,
-        granularity_seconds=settings.billing_granularity,
-        minimum_seconds=settings.billing_minimum,
+    return settings.tariff(
+        rate=profile.rate, category=profile.category, expert_number=profile.phone
     )
 
 

@@ -225,8 +225,10 @@ class RequestStore:
                 raise NotFound(f"request {request_id} does not exist")
             if row["state"] != S.WAITING:
                 raise Conflict(f"request {request_id} is {row['state']}, not waiting")
+            # Asking to be called now also ends a pause: the expert is plainly available.
             await conn.execute(
-                "UPDATE experts SET unreachable_until = NULL WHERE id = $1", row["expert_id"]
+                "UPDATE experts SET unreachable_until = NULL, paused_until = NULL WHERE id = $1",
+                row["expert_id"],
             )
             updated = await conn.fetchrow(
                 "UPDATE requests SET next_attempt_at = now(), updated_at = now()"
