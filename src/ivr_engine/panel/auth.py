@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from ivr_engine.api import ENGINE, Handler
+from ivr_engine.errors import NotFound
 from ivr_engine.panel import i18n
 from ivr_engine.panel.render import page, problem, redirect, text
 from ivr_engine.panel.session import (
@@ -60,7 +61,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "GET":
             raise web.HTTPFound("/admin")
         return problem(request, 403, "error.forbidden")
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except NotFound:  # e.g. the expert was removed while signed in: a page, not JSON
+        response = problem(request, 404, "error.not_found")
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
