@@ -162,3 +162,12 @@ async def test_an_expert_cannot_call_for_another_experts_client(site: Site) -> N
     assert not await site.pool.fetchval(
         "SELECT count(*) FROM request_events WHERE detail = 'solicited'"
     )
+
+
+async def test_pages_say_so_when_postgresql_is_away(site: Site) -> None:
+    await site.expert("+390600000410", "anna@example.org")
+    page = await site.sign_in("anna@example.org")
+    await site.engine.pool.close()  # every query of the pages now fails
+    response = await page.goto(site.base + "/panel/availability")
+    assert response is not None and response.status == 503
+    await expect(page.locator("[role=alert]")).to_contain_text("unavailable for a moment")

@@ -13,6 +13,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
+import asyncpg
+import structlog
 from aiohttp import web
 
 from ivr_engine.api import ENGINE, Handler
@@ -29,6 +31,8 @@ from ivr_engine.panel.session import (
 )
 from ivr_engine.store import accounts
 
+log = structlog.get_logger(__name__)
+
 _GUARDED = ("/panel", "/admin", "/logout")
 _PANEL_PATHS = (*_GUARDED, "/login", "/lang/")
 
@@ -42,6 +46,18 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
     if path != "/" and not path.startswith(_PANEL_PATHS):
         return await handler(request)
+    try:
+        return await _guarded(request, handler)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        # PostgreSQL is away: a page that says so (nothing was half-done: each change is
+        # one transaction), never a stack trace.
+        log.warning("panel.database_unavailable", path=path, error=repr(err))
+        request.setdefault(LANG, i18n.choose(request, None))
+        return problem(request, 503, "error.unavailable")
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
     pool = request.app[ENGINE].store.pool
     token = request.cookies.get(SESSION_COOKIE, "")
     who = await accounts.session(pool, token) if token else None

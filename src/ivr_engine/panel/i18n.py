@@ -67,6 +67,8 @@ register(
         "error.not_found": "This page does not exist, or it is not yours.",
         "error.csrf": "This form has expired. Go back, reload the page and try again.",
         "error.title": "Something is wrong",
+        "error.unavailable": "The service is unavailable for a moment. Nothing you did was"
+        " lost half-way: try again in a minute.",
         "error.back": "Back to the panel",
         "form.saved": "Saved.",
         "form.fix": "Please correct the fields marked below.",
@@ -100,6 +102,8 @@ register(
         "error.not_found": "Questa pagina non esiste, oppure non è tua.",
         "error.csrf": "Questo modulo è scaduto. Torna indietro, ricarica la pagina e riprova.",
         "error.title": "Qualcosa non va",
+        "error.unavailable": "Il servizio non è disponibile per un momento. Nulla di ciò che"
+        " hai fatto è andato perso a metà: riprova tra un minuto.",
         "error.back": "Torna al pannello",
         "form.saved": "Salvato.",
         "form.fix": "Correggi i campi segnalati qui sotto.",
