@@ -1,4 +1,4 @@
-"""The texts of the outbox emails, in English and Italian: plain text, no markup.
+"""The outbox emails rendered in English and Italian (their words: mail/words.py): plain text.
 
 ``render`` is pure: the sender gives it the row's payload (amounts as strings, dates as ISO
 8601 with an offset) and, for a missed call, the signed link. Amounts are shown as they were
@@ -9,150 +9,14 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ivr_engine.errors import TemplateError
+from ivr_engine.mail.words import EN, IT, LANGUAGES, Language
 
-
-@dataclass(frozen=True)
-class _Language:
-    months: tuple[str, ...]
-    at: str  # between the date and the time
-    decimal_point: str
-    thousands: str
-    euro_first: bool  # "€3.13" or "3,13 €"
-    line_types: Mapping[str, str]
-    reasons: Mapping[str, str]
-    text: Mapping[str, str]
-
-
-EN = _Language(
-    months=(
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-    at="at",
-    decimal_point=".",
-    thousands=",",
-    euro_first=True,
-    line_types={"mobile": "mobile", "fixed": "landline", "unknown": "unknown"},
-    reasons={
-        "no_answer": "you did not answer",
-        "busy": "your line was busy",
-        "no_choice": "you answered but did not choose an option",
-    },
-    text={
-        "refused.subject": "Your consultation request to {expert}",
-        "refused.body": "Hello {client},\n\n{expert} has closed for today and cannot take"
-        " your call.",
-        "refused.proposal": "We propose an appointment on {when}.",
-        "earnings.subject": "Your earnings for the consultation with {client}: {earnings}",
-        "earnings.intro": "Hello {expert},\n\nhere is the detail of your consultation"
-        " no. {id} with {client}.",
-        "earnings.outro": "Thank you.",
-        "start": "Start",
-        "end": "End",
-        "billed": "Talk time",
-        "charged": "Charged time",
-        "rate": "Rate",
-        "price": "Client price",
-        "line": "Line type",
-        "transfer": "Transfer cost",
-        "commission": "Commission",
-        "earnings": "Your earnings",
-        "note": "Note",
-        "missed.subject": "You missed a call from {client}",
-        "missed.body": "Hello,\n\n{client} tried to reach you (attempt {attempt}), but"
-        " {reason}. The client is still waiting.\n\nTo be called now and put through to"
-        " {client}, open this link:\n\n{url}\n\nThe link is valid until {expires}.",
-        "lost.subject": "You missed the request from {client}",
-        "lost.body": "Hello,\n\n{client} tried to reach you for the last time (attempt"
-        " {attempt}), but {reason}. The request is closed: the client will not be put"
-        " through to you for it.",
-        "reason.other": "the call did not go through",
-        "message.subject": "A message from {expert}",
-        "message.intro": "Hello {client},\n\n{expert} has written to you:",
-        "message.outro": "Please do not reply to this email: {expert} cannot read replies."
-        " To talk to {expert}, ask for a consultation.",
-    },
-)
-
-IT = _Language(
-    months=(
-        "gennaio",
-        "febbraio",
-        "marzo",
-        "aprile",
-        "maggio",
-        "giugno",
-        "luglio",
-        "agosto",
-        "settembre",
-        "ottobre",
-        "novembre",
-        "dicembre",
-    ),
-    at="alle",
-    decimal_point=",",
-    thousands=".",
-    euro_first=False,
-    line_types={"mobile": "cellulare", "fixed": "fisso", "unknown": "sconosciuto"},
-    reasons={
-        "no_answer": "non hai risposto",
-        "busy": "la tua linea era occupata",
-        "no_choice": "hai risposto ma non hai scelto nessuna opzione",
-    },
-    text={
-        "refused.subject": "La tua richiesta di consulto a {expert}",
-        "refused.body": "Ciao {client},\n\n{expert} ha chiuso per oggi e non può"
-        " rispondere alla tua chiamata.",
-        "refused.proposal": "Ti proponiamo un appuntamento il {when}.",
-        "earnings.subject": "Il tuo guadagno per il consulto con {client}: {earnings}",
-        "earnings.intro": "Ciao {expert},\n\necco il dettaglio del tuo consulto"
-        " n. {id} con {client}.",
-        "earnings.outro": "Grazie.",
-        "start": "Inizio",
-        "end": "Fine",
-        "billed": "Durata della conversazione",
-        "charged": "Tempo addebitato",
-        "rate": "Tariffa",
-        "price": "Prezzo per il cliente",
-        "line": "Tipo di linea",
-        "transfer": "Costo di trasferimento",
-        "commission": "Commissione",
-        "earnings": "Il tuo guadagno",
-        "note": "Nota",
-        "missed.subject": "Hai perso una chiamata di {client}",
-        "missed.body": "Ciao,\n\n{client} ha cercato di contattarti (tentativo n. {attempt}),"
-        " ma {reason}. Il cliente è ancora in attesa.\n\nPer ricevere subito la chiamata e"
-        " parlare con {client}, apri questo link:\n\n{url}\n\n"
-        "Il link è valido fino al {expires}.",
-        "lost.subject": "Hai perso la richiesta di {client}",
-        "lost.body": "Ciao,\n\n{client} ha cercato di contattarti per l'ultima volta"
-        " (tentativo n. {attempt}), ma {reason}. La richiesta è chiusa: il cliente non"
-        " verrà più messo in contatto con te per questa richiesta.",
-        "reason.other": "la chiamata non è andata a buon fine",
-        "message.subject": "Un messaggio da {expert}",
-        "message.intro": "Ciao {client},\n\n{expert} ti ha scritto:",
-        "message.outro": "Non rispondere a questa email: {expert} non può leggere le"
-        " risposte. Per parlare con {expert}, richiedi un consulto.",
-    },
-)
-
-LANGUAGES: dict[str, _Language] = {"en": EN, "it": IT}
+__all__ = ["EN", "IT", "LANGUAGES", "Language", "duration", "money", "render", "when"]
 
 
 def render(
@@ -212,10 +76,10 @@ class _Payload:
         return value
 
 
-Renderer = Callable[[_Language, _Payload, str | None, datetime | None], tuple[str, str]]
+Renderer = Callable[[Language, _Payload, str | None, datetime | None], tuple[str, str]]
 
 
-def money(lang: _Language, value: Decimal) -> str:
+def money(lang: Language, value: Decimal) -> str:
     """``€1,234.50`` or ``1.234,50 €``; cents always shown, sub-cent digits kept."""
     places = max(2, -int(value.as_tuple().exponent))
     grouped = f"{abs(value):,.{places}f}"  # exact for Decimal: only zeros are added
@@ -224,7 +88,7 @@ def money(lang: _Language, value: Decimal) -> str:
     return f"{sign}€{number}" if lang.euro_first else f"{sign}{number} €"
 
 
-def when(lang: _Language, moment: datetime) -> str:
+def when(lang: Language, moment: datetime) -> str:
     """``12 March 2024 at 14:05:09 UTC+01:00``: the offset is kept, never converted."""
     offset = moment.strftime("%z")
     zone = "UTC" if offset in ("+0000", "-0000") else f"UTC{offset[:3]}:{offset[3:]}"
@@ -240,7 +104,7 @@ def duration(seconds: int) -> str:
 
 
 def _earnings(
-    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
 ) -> tuple[str, str]:
     t = lang.text
     client, earnings = p.text("client_alias"), money(lang, p.amount("earnings"))
@@ -273,7 +137,7 @@ def _earnings(
 
 
 def _missed(
-    lang: _Language, p: _Payload, url: str | None, expires: datetime | None
+    lang: Language, p: _Payload, url: str | None, expires: datetime | None
 ) -> tuple[str, str]:
     if not url or expires is None:
         raise TemplateError("expert_missed_call needs the solicit link and its expiry")
@@ -289,7 +153,7 @@ def _missed(
 
 
 def _lost(
-    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
 ) -> tuple[str, str]:
     client = p.text("client_alias")
     body = lang.text["lost.body"].format(
@@ -311,12 +175,12 @@ def _wrap(text: str) -> str:
     return "\n\n".join(filled) + "\n"
 
 
-def _reason(lang: _Language, p: _Payload) -> str:
+def _reason(lang: Language, p: _Payload) -> str:
     return lang.reasons.get(p.text("reason", ""), lang.text["reason.other"])
 
 
 def _refused(
-    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
 ) -> tuple[str, str]:
     expert = p.text("expert_alias")
     body = lang.text["refused.body"].format(client=p.text("client_alias"), expert=expert)
@@ -328,7 +192,7 @@ def _refused(
 
 
 def _message(
-    lang: _Language, p: _Payload, _url: str | None, _expires: datetime | None
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
 ) -> tuple[str, str]:
     """An expert's message to a client, quoted as typed (the expert's words are never
     passed through ``format``: braces in them are plain text)."""

@@ -1,0 +1,145 @@
+"""The words of the outbox emails, one set per language: months, number formats, the
+names of line types and missed-call reasons, and every sentence (``text``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Language:
+    months: tuple[str, ...]
+    at: str  # between the date and the time
+    decimal_point: str
+    thousands: str
+    euro_first: bool  # "€3.13" or "3,13 €"
+    line_types: Mapping[str, str]
+    reasons: Mapping[str, str]
+    text: Mapping[str, str]
+
+
+EN = Language(
+    months=(
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    at="at",
+    decimal_point=".",
+    thousands=",",
+    euro_first=True,
+    line_types={"mobile": "mobile", "fixed": "landline", "unknown": "unknown"},
+    reasons={
+        "no_answer": "you did not answer",
+        "busy": "your line was busy",
+        "no_choice": "you answered but did not choose an option",
+    },
+    text={
+        "refused.subject": "Your consultation request to {expert}",
+        "refused.body": "Hello {client},\n\n{expert} has closed for today and cannot take"
+        " your call.",
+        "refused.proposal": "We propose an appointment on {when}.",
+        "earnings.subject": "Your earnings for the consultation with {client}: {earnings}",
+        "earnings.intro": "Hello {expert},\n\nhere is the detail of your consultation"
+        " no. {id} with {client}.",
+        "earnings.outro": "Thank you.",
+        "start": "Start",
+        "end": "End",
+        "billed": "Talk time",
+        "charged": "Charged time",
+        "rate": "Rate",
+        "price": "Client price",
+        "line": "Line type",
+        "transfer": "Transfer cost",
+        "commission": "Commission",
+        "earnings": "Your earnings",
+        "note": "Note",
+        "missed.subject": "You missed a call from {client}",
+        "missed.body": "Hello,\n\n{client} tried to reach you (attempt {attempt}), but"
+        " {reason}. The client is still waiting.\n\nTo be called now and put through to"
+        " {client}, open this link:\n\n{url}\n\nThe link is valid until {expires}.",
+        "lost.subject": "You missed the request from {client}",
+        "lost.body": "Hello,\n\n{client} tried to reach you for the last time (attempt"
+        " {attempt}), but {reason}. The request is closed: the client will not be put"
+        " through to you for it.",
+        "reason.other": "the call did not go through",
+        "message.subject": "A message from {expert}",
+        "message.intro": "Hello {client},\n\n{expert} has written to you:",
+        "message.outro": "Please do not reply to this email: {expert} cannot read replies."
+        " To talk to {expert}, ask for a consultation.",
+    },
+)
+
+IT = Language(
+    months=(
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ),
+    at="alle",
+    decimal_point=",",
+    thousands=".",
+    euro_first=False,
+    line_types={"mobile": "cellulare", "fixed": "fisso", "unknown": "sconosciuto"},
+    reasons={
+        "no_answer": "non hai risposto",
+        "busy": "la tua linea era occupata",
+        "no_choice": "hai risposto ma non hai scelto nessuna opzione",
+    },
+    text={
+        "refused.subject": "La tua richiesta di consulto a {expert}",
+        "refused.body": "Ciao {client},\n\n{expert} ha chiuso per oggi e non può"
+        " rispondere alla tua chiamata.",
+        "refused.proposal": "Ti proponiamo un appuntamento il {when}.",
+        "earnings.subject": "Il tuo guadagno per il consulto con {client}: {earnings}",
+        "earnings.intro": "Ciao {expert},\n\necco il dettaglio del tuo consulto"
+        " n. {id} con {client}.",
+        "earnings.outro": "Grazie.",
+        "start": "Inizio",
+        "end": "Fine",
+        "billed": "Durata della conversazione",
+        "charged": "Tempo addebitato",
+        "rate": "Tariffa",
+        "price": "Prezzo per il cliente",
+        "line": "Tipo di linea",
+        "transfer": "Costo di trasferimento",
+        "commission": "Commissione",
+        "earnings": "Il tuo guadagno",
+        "note": "Nota",
+        "missed.subject": "Hai perso una chiamata di {client}",
+        "missed.body": "Ciao,\n\n{client} ha cercato di contattarti (tentativo n. {attempt}),"
+        " ma {reason}. Il cliente è ancora in attesa.\n\nPer ricevere subito la chiamata e"
+        " parlare con {client}, apri questo link:\n\n{url}\n\n"
+        "Il link è valido fino al {expires}.",
+        "lost.subject": "Hai perso la richiesta di {client}",
+        "lost.body": "Ciao,\n\n{client} ha cercato di contattarti per l'ultima volta"
+        " (tentativo n. {attempt}), ma {reason}. La richiesta è chiusa: il cliente non"
+        " verrà più messo in contatto con te per questa richiesta.",
+        "reason.other": "la chiamata non è andata a buon fine",
+        "message.subject": "Un messaggio da {expert}",
+        "message.intro": "Ciao {client},\n\n{expert} ti ha scritto:",
+        "message.outro": "Non rispondere a questa email: {expert} non può leggere le"
+        " risposte. Per parlare con {expert}, richiedi un consulto.",
+    },
+)
+
+LANGUAGES: dict[str, Language] = {"en": EN, "it": IT}
