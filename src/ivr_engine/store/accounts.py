@@ -109,15 +109,16 @@ async def verify(pool: asyncpg.Pool, email: str, password: str) -> Account | Non
 
 
 async def change_password(pool: asyncpg.Pool, account_id: int, password: str) -> None:
+    """A new password also signs out every open session of the account."""
     check_password(password)
     encoded = await asyncio.to_thread(hash_secret, password)
-    if (
-        await pool.fetchval(
+    async with pool.acquire() as conn, conn.transaction():
+        updated = await conn.fetchval(
             "UPDATE accounts SET password_hash = $2 WHERE id = $1 RETURNING id", account_id, encoded
         )
-        is None
-    ):
-        raise NotFound(f"account {account_id} does not exist")
+        if updated is None:
+            raise NotFound(f"account {account_id} does not exist")
+        await conn.execute("DELETE FROM panel_sessions WHERE account_id = $1", account_id)
 
 
 # -- sessions -----------------------------------------------------------------------------
