@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -12,6 +13,7 @@ import asyncpg
 import pytest
 from hypothesis import settings
 
+from ivr_engine.config import Settings
 from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.store import connect_pool, migrate
 
@@ -53,3 +55,24 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await asyncio.wait_for(pool.close(), 10)
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def asterisk_away(dsn: str, api_token: str) -> Settings:
+    """Settings of an engine whose Asterisk is away (ARI and AMI ports nobody listens on):
+    nothing is ever dialled, so requests stay waiting. HTTP on a free port."""
+    return Settings(
+        database_url=dsn,
+        ari_url=f"http://127.0.0.1:{_dead_port()}/ari",
+        ari_password="x",
+        ami_port=_dead_port(),
+        ami_secret="x",
+        api_token=api_token,
+        link_secret="link-secret",
+        http_port=0,
+    )

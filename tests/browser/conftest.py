@@ -12,7 +12,6 @@ scripts/install-system-deps.sh). Screenshots go to build/test-output/screenshots
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from ivr_engine.config import Settings
 from ivr_engine.engine import Engine
 from ivr_engine.store import accounts
+from tests.conftest import asterisk_away
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "test-output" / "screenshots"
@@ -127,24 +126,9 @@ class Site:
         await self.http.close()
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def site(dsn: str, browser: Browser) -> AsyncIterator[Site]:
-    settings = Settings(
-        database_url=dsn,
-        ari_url=f"http://127.0.0.1:{_dead_port()}/ari",  # Asterisk is away: nothing rings
-        ari_password="x",
-        ami_port=_dead_port(),
-        ami_secret="x",
-        api_token=TOKEN,
-        link_secret="link-secret",
-        http_port=0,
-    )
+    settings = asterisk_away(dsn, TOKEN)
     engine = Engine(settings)
     await engine.start()
     s = Site(engine, browser, TOKEN)
