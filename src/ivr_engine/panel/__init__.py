@@ -8,6 +8,7 @@ server-rendered (Jinja2, autoescaped) with a little JavaScript for live updates.
     calls.py          the Calls page and its live fragment and event stream
     clients.py        one client: history with this expert, notes, a message
     availability.py   weekly planning, today, pause, channels
+    slot_form.py      slots as typed in a form, checked by the planning rules
     profile.py        phone number (line type, transfer cost), rate, PIN
     consultations.py  the expert's consultations and their billing detail
     admin.py          live calls across experts, the day's figures

@@ -8,7 +8,6 @@ JSON API's. The status card re-reads itself when the expert changes elsewhere (p
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,9 +19,7 @@ from ivr_engine.domain.planning import (
     Channel,
     Slot,
     WeeklyPlanning,
-    check_slots,
     load_zone,
-    parse_slot,
     pause,
     slots_on,
 )
@@ -30,45 +27,12 @@ from ivr_engine.errors import PlanningError
 from ivr_engine.panel import i18n
 from ivr_engine.panel.render import page, redirect, text
 from ivr_engine.panel.session import expert_id
+from ivr_engine.panel.slot_form import read_slots, runs_over, show_slots
 from ivr_engine.store import planning as store
 from ivr_engine.store.planning import ExpertAvailability
 
 HOME = "/panel/availability"
 _SAVED = ("planning", "today", "weekly_today", "pause", "resume", "channels")
-
-
-def show_slots(slots: tuple[Slot, ...]) -> str:
-    return ", ".join(str(s) for s in slots)
-
-
-def read_slots(request: web.Request, raw: str) -> tuple[tuple[Slot, ...], str | None]:
-    """The slots typed in one field, sorted, or the error to show next to it."""
-    slots = []
-    for piece in (p.strip() for p in re.split(r"[,;]", raw)):
-        if not piece:
-            continue
-        try:
-            slots.append(parse_slot(piece))
-        except PlanningError:
-            return (), text(request, "avail.error.slot", slot=piece)
-    try:
-        return check_slots(slots, ""), None
-    except PlanningError:
-        return (), text(request, "avail.error.overlap")
-
-
-def runs_over(days: dict[int, tuple[Slot, ...]]) -> int | None:
-    """The weekday whose last slot runs past midnight into the next day's first one.
-
-    Asks WeeklyPlanning itself, one pair of days at a time, so the rule stays in one place.
-    """
-    for day, slots in sorted(days.items()):
-        following = (day + 1) % 7
-        try:
-            WeeklyPlanning("UTC", {day: slots, following: days.get(following, ())})
-        except PlanningError:
-            return day
-    return None
 
 
 def _when(request: web.Request, moment: datetime, today: date) -> str:
