@@ -31,8 +31,10 @@ async def test_sign_in_and_call_now_with_the_keyboard_only(site: Site) -> None:
     request_id = await site.request(expert_id, "+393330000601", alias="Marco")
     page = await site.page()
     await page.goto(site.base + "/login")
-    await page.keyboard.type("anna@example.org")  # the email field has the focus
+    await expect(page.locator("#f-email")).to_be_focused()  # autofocus: type at once
+    await page.keyboard.type("anna@example.org")
     await page.keyboard.press("Tab")
+    await expect(page.locator("#f-password")).to_be_focused()
     await page.keyboard.type(PASSWORD)
     await page.keyboard.press("Enter")
     await page.wait_for_url(site.base + "/panel")
