@@ -11,8 +11,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from ivr_engine.api import ENGINE, PHONE
-from ivr_engine.domain.money import CARTOMANCY, check_rate, line_type
+from ivr_engine.domain.money import CARTOMANCY, line_type
 from ivr_engine.errors import Conflict
+from ivr_engine.panel.fields import clean_phone, rate_problem, show_rate
 from ivr_engine.panel.render import money, page, problem, redirect, text
 from ivr_engine.panel.session import LANG
 from ivr_engine.store import admin as store
@@ -21,8 +22,6 @@ from ivr_engine.store.accounts import MIN_PASSWORD
 CATEGORIES = ("general", CARTOMANCY, "legal", "travel", "technical")
 LANGUAGES = ("en", "it")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
-# People write numbers with spaces, dots or dashes; the engine dials digits.
-_PHONE_PUNCTUATION = re.compile(r"[\s.\-/()]")
 
 
 def _line(request: web.Request, phone: str) -> str:
@@ -52,11 +51,6 @@ def _category_name(request: web.Request, category: str) -> str:
     return text(request, f"admin.category.{category}") if category in CATEGORIES else category
 
 
-def _rate_text(rate: Decimal, lang: str) -> str:
-    shown = f"{rate:.2f}"
-    return shown.replace(".", ",") if lang == "it" else shown
-
-
 def _values(e: store.Expert | None, lang: str) -> dict[str, Any]:
     if e is None:
         return {
@@ -73,7 +67,7 @@ def _values(e: store.Expert | None, lang: str) -> dict[str, Any]:
         "alias": f.alias,
         "category": f.category,
         "phone": f.phone,
-        "rate": _rate_text(f.rate, lang),
+        "rate": show_rate(f.rate, lang),
         "language": f.language,
         "email": f.email,
         "acceptance": f.acceptance_ivr,
@@ -89,15 +83,10 @@ def _rate(request: web.Request, raw: str, errors: dict[str, str]) -> Decimal:
     if not rate.is_finite():
         errors["rate"] = text(request, "admin.error.rate_format")
         return rate
-    try:
-        check_rate(rate, s.rate_min, s.rate_max)
-    except ValueError:
+    problem = rate_problem(rate, s.rate_min, s.rate_max)
+    if problem is not None:
         lang = request.get(LANG, "en")
-        key = (
-            "admin.error.rate_cents"
-            if s.rate_min <= rate <= s.rate_max
-            else "admin.error.rate_range"
-        )
+        key = "admin.error.rate_cents" if problem == "cents" else "admin.error.rate_range"
         errors["rate"] = text(
             request, key, low=money(s.rate_min, lang), high=money(s.rate_max, lang)
         )
@@ -124,7 +113,7 @@ def _read(
         errors["alias"] = text(request, "admin.error.too_long", n=60)
     if v["category"] not in _categories(current):
         errors["category"] = text(request, "admin.error.choice")
-    phone = _PHONE_PUNCTUATION.sub("", v["phone"])
+    phone = clean_phone(v["phone"])
     if not phone:
         errors["phone"] = required
     elif not re.fullmatch(PHONE, phone):

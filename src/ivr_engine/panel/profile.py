@@ -17,22 +17,17 @@ from phonenumbers import PhoneNumberType
 
 from ivr_engine.api import ENGINE, PHONE
 from ivr_engine.config import Settings
-from ivr_engine.domain.money import HALVED, WAIVED, Tariff, check_rate
+from ivr_engine.domain.money import HALVED, WAIVED, Tariff
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.panel import i18n
+from ivr_engine.panel.fields import clean_phone, rate_problem, show_rate
 from ivr_engine.panel.render import page, redirect, text
 from ivr_engine.panel.session import LANG, expert_id
 from ivr_engine.store import pins
 from ivr_engine.store import profile as store
 from ivr_engine.store.profile import Profile
 
-# What people type between digits; the API takes digits only, so we drop them first.
-_SEPARATORS = re.compile(r"[\s().\-/]")
 _SAVED = ("phone", "rate", "pin")
-
-
-def clean_phone(raw: str) -> str:
-    return _SEPARATORS.sub("", raw)
 
 
 def phone_error(number: str, region: str) -> str | None:
@@ -67,11 +62,8 @@ def parse_rate(raw: str) -> Decimal | None:
 def rate_error(rate: Decimal | None, low: Decimal, high: Decimal) -> str | None:
     if rate is None:
         return "profile.rate.not_amount"
-    try:
-        check_rate(rate, low, high)
-    except ValueError:
-        return "profile.rate.bounds" if not low <= rate <= high else "profile.rate.cents"
-    return None
+    problem = rate_problem(rate, low, high)
+    return f"profile.rate.{problem}" if problem else None
 
 
 def tariff(profile: Profile, settings: Settings) -> Tariff:
@@ -85,11 +77,6 @@ def _rule_key(t: Tariff) -> str:
     return {HALVED: "profile.rule.halved", WAIVED: "profile.rule.waived"}.get(
         t.rule, "profile.rule.full"
     )
-
-
-def _show_rate(rate: Decimal, lang: str) -> str:
-    shown = f"{rate:.2f}"
-    return shown.replace(".", ",") if lang == "it" else shown
 
 
 async def _render(
@@ -117,12 +104,12 @@ async def _render(
         rate_hint=text(
             request,
             "profile.rate.hint",
-            low=_show_rate(settings.rate_min, lang),
-            high=_show_rate(settings.rate_max, lang),
+            low=show_rate(settings.rate_min, lang),
+            high=show_rate(settings.rate_max, lang),
         ),
         values={
             "phone": me.phone,
-            "rate": _show_rate(me.rate, lang),
+            "rate": show_rate(me.rate, lang),
             **(values or {}),
         },
         errors=errors or {},
@@ -154,7 +141,7 @@ async def change_rate(request: web.Request) -> web.Response:
     rate = parse_rate(typed)
     error = rate_error(rate, s.rate_min, s.rate_max)
     if error is not None or rate is None:
-        low, high = (_show_rate(v, request.get(LANG, "en")) for v in (s.rate_min, s.rate_max))
+        low, high = (show_rate(v, request.get(LANG, "en")) for v in (s.rate_min, s.rate_max))
         message = text(request, error or "profile.rate.not_amount", low=low, high=high)
         return await _render(request, status=422, values={"rate": typed}, errors={"rate": message})
     await store.set_rate(engine.store.pool, expert_id(request), rate)
