@@ -714,9 +714,23 @@ class PhoneBook:
         """A phone for ``number``, not started yet (its route exists already)."""
         if number in self.phones:
             raise PhoneError(f"phone {number} exists already")
+        return self._register(
+            number, free_udp_port(), behaviour, calls, timeout_s, announce_media_port
+        )
+
+    def _register(
+        self,
+        number: str,
+        port: int,
+        behaviour: Behaviour,
+        calls: int,
+        timeout_s: float,
+        announce_media_port: int | None,
+    ) -> Phone:
+        """A new phone for ``number`` on SIP ``port``: the one the book rings and stops."""
         phone = Phone(
             number,
-            free_udp_port(),
+            port,
             free_udp_port(span=4),  # SIPp binds media_port and media_port + 2
             behaviour,
             calls,
@@ -763,18 +777,7 @@ class PhoneBook:
         if old is None:
             raise PhoneError(f"no phone {number} to replace")
         await old.stop()
-        phone = Phone(
-            number,
-            old.port,
-            free_udp_port(span=4),
-            behaviour,
-            calls,
-            workdir=self.workdir,
-            timeout_s=timeout_s,
-            announce_media_port=announce_media_port,
-        )
-        self.phones[number] = phone
-        self._all.append(phone)
+        phone = self._register(number, old.port, behaviour, calls, timeout_s, announce_media_port)
         await phone.start()
         return phone
 
