@@ -186,9 +186,7 @@ async def leave_request(request: web.Request) -> web.Response:
 
 
 async def solicit_request(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    view = await engine.store.solicit(_int(request, "request_id"))
-    engine.dispatcher.poke()
+    view = await request.app[ENGINE].solicit(_int(request, "request_id"))
     return web.json_response(view.as_json(), status=202)
 
 
@@ -248,12 +246,10 @@ async def solicit_from_link(request: web.Request) -> web.Response:
     problem = _check_link(request, request_id, token)
     if problem:
         return _html(403, "This link cannot be used", problem)
-    engine = request.app[ENGINE]
     try:
-        await engine.store.solicit(request_id)
+        await request.app[ENGINE].solicit(request_id)
     except (Conflict, NotFound) as err:
         return _html(409, "Too late", f"The client is no longer waiting ({err}).")
-    engine.dispatcher.poke()
     return _html(202, "Calling you now", "Your phone will ring in a moment.")
 
 

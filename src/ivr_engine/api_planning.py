@@ -141,9 +141,7 @@ async def put_channels(request: web.Request) -> web.Response:
 async def refuse_waiting(request: web.Request) -> web.Response:
     """At closing: refuse every waiting client at once, offering the next opening."""
     expert_id = api._int(request, "expert_id")
-    engine = request.app[api.ENGINE]
-    count, proposal = await store.refuse_all(engine.store, expert_id)
-    engine.mailer.poke()
+    count, proposal = await request.app[api.ENGINE].refuse_all(expert_id)
     return web.json_response(
         {"refused": count, "proposed_start": proposal.isoformat() if proposal else None}
     )

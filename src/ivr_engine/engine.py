@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from ivr_engine.panel.live import Hub
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import RequestStore, connect_pool, migrate
 from ivr_engine.store import planning as planning_store
+from ivr_engine.store.requests import RequestView
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +64,7 @@ class Engine:
         deps = FlowDeps(settings=s, store=RequestStore(self.pool), calls=self.calls)
         self.dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
         deps.on_change = self.dispatcher.poke
-        deps.refuse_all = self._refuse_all
+        deps.refuse_all = self.refuse_all
         self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
         self.dispatcher.on_flow_done.append(self.mailer.poke)
         self.mailer.start()
@@ -103,9 +105,18 @@ class Engine:
         self._inbound_tasks.add(task)
         task.add_done_callback(self._inbound_tasks.discard)
 
-    async def _refuse_all(self, expert_id: int) -> None:
-        await planning_store.refuse_all(self.store, expert_id)
+    async def refuse_all(self, expert_id: int) -> tuple[int, datetime | None]:
+        """Refuse every waiting client of the expert (each emailed an appointment at the
+        next opening): the phone menu, the API and the panel all come here."""
+        refused = await planning_store.refuse_all(self.store, expert_id)
         self.mailer.poke()
+        return refused
+
+    async def solicit(self, request_id: int) -> RequestView:
+        """The expert asks to be called now for a waiting client (API, email link, panel)."""
+        view = await self.store.solicit(request_id)
+        self.dispatcher.poke()
+        return view
 
     async def _menu(self, menu: PhoneMenu) -> None:
         structlog.contextvars.bind_contextvars(channel_id=menu.leg.id, flow="phone_menu")

@@ -64,10 +64,9 @@ async def solicit(request: web.Request) -> web.Response:
     if Channel.PHONE not in av.channels:
         return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
     try:
-        await engine.store.solicit(int(raw))
+        await engine.solicit(int(raw))
     except (Conflict, NotFound):
         return redirect("/panel?done=too_late")
-    engine.dispatcher.poke()
     return redirect("/panel?done=calling")
 
 
@@ -77,9 +76,7 @@ async def refuse_all_confirm(request: web.Request) -> web.Response:
 
 
 async def refuse_all(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    count, _proposal = await planning_store.refuse_all(engine.store, expert_id(request))
-    engine.mailer.poke()
+    count, _proposal = await request.app[ENGINE].refuse_all(expert_id(request))
     return redirect(f"/panel?done=refused&count={count}")
 
 
