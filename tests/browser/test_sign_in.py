@@ -171,3 +171,17 @@ async def test_pages_say_so_when_postgresql_is_away(site: Site) -> None:
     response = await page.goto(site.base + "/panel/availability")
     assert response is not None and response.status == 503
     await expect(page.locator("[role=alert]")).to_contain_text("unavailable for a moment")
+
+
+async def test_ids_no_database_could_hold_are_simply_not_found(site: Site) -> None:
+    await site.expert("+390600000411", "anna@example.org")
+    page = await site.sign_in("anna@example.org")
+    token = await page.locator("input[name=csrf]").first.input_value()
+    for raw in ("99999999999999999999", "%C2%B2"):  # past bigint; a superscript two
+        response = await page.request.post(
+            f"{site.base}/panel/requests/{raw}/solicit", form={"csrf": token}, max_redirects=0
+        )
+        assert response.status == 404, raw
+    staff = await site.sign_in(await site.admin())
+    response = await staff.goto(site.base + "/admin/experts/99999999999999999999")
+    assert response is not None and response.status == 404

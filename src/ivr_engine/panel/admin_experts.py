@@ -13,7 +13,7 @@ from multidict import MultiDictProxy
 from ivr_engine.api import ENGINE, PHONE
 from ivr_engine.domain.money import CARTOMANCY, line_type
 from ivr_engine.errors import Conflict
-from ivr_engine.panel.fields import clean_phone, rate_problem, show_rate
+from ivr_engine.panel.fields import clean_phone, parse_id, rate_problem, show_rate
 from ivr_engine.panel.render import money, page, problem, redirect, text
 from ivr_engine.panel.session import LANG
 from ivr_engine.store import admin as store
@@ -172,7 +172,10 @@ def _form(
 
 async def _find(request: web.Request) -> store.Expert | None:
     raw = request.match_info["expert_id"]
-    return await store.expert(request.app[ENGINE].store.pool, int(raw)) if raw.isdigit() else None
+    expert_id = parse_id(raw)
+    return (
+        None if expert_id is None else await store.expert(request.app[ENGINE].store.pool, expert_id)
+    )
 
 
 async def new_form(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from ivr_engine.api import ENGINE
 from ivr_engine.domain.planning import Channel
 from ivr_engine.errors import Conflict, NotFound
 from ivr_engine.panel import i18n, live
+from ivr_engine.panel.fields import parse_id
 from ivr_engine.panel.render import page, problem, redirect
 from ivr_engine.panel.session import expert_id
 from ivr_engine.store import live as live_store
@@ -56,15 +57,19 @@ async def solicit(request: web.Request) -> web.Response:
     """Call now: the engine rings the expert for this waiting client at once (ending a
     pause: the expert asked for the call)."""
     engine = request.app[ENGINE]
-    raw = request.match_info["request_id"]
-    owner = await live_store.request_owner(engine.store.pool, int(raw)) if raw.isdigit() else None
-    if owner != expert_id(request):
+    request_id = parse_id(request.match_info["request_id"])
+    owner = (
+        None
+        if request_id is None
+        else await live_store.request_owner(engine.store.pool, request_id)
+    )
+    if request_id is None or owner != expert_id(request):
         return problem(request, 404, "error.not_found")
     av = await planning_store.load(engine.store.pool, owner)
     if Channel.PHONE not in av.channels:
         return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
     try:
-        await engine.solicit(int(raw))
+        await engine.solicit(request_id)
     except (Conflict, NotFound):
         return redirect("/panel?done=too_late")
     return redirect("/panel?done=calling")

@@ -13,19 +13,11 @@ from aiohttp import web
 
 from ivr_engine.api import ENGINE
 from ivr_engine.panel import i18n
+from ivr_engine.panel.fields import parse_id
 from ivr_engine.panel.render import page, problem, redirect, text
 from ivr_engine.panel.session import expert_id
 from ivr_engine.store import clients as store
 from ivr_engine.store import planning as planning_store
-
-_BIGINT = 2**63 - 1
-
-
-def parse_id(raw: str) -> int | None:
-    """An id from the URL; None for anything PostgreSQL could not hold as a bigint."""
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > _BIGINT:
-        return None
-    return int(raw)
 
 
 def _body(form: Any, name: str) -> str:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ivr_engine.api import ENGINE
 from ivr_engine.panel import i18n
-from ivr_engine.panel.clients import parse_id
+from ivr_engine.panel.fields import parse_id
 from ivr_engine.panel.render import page, problem
 from ivr_engine.panel.session import LANG, expert_id
 from ivr_engine.store import clients as clients_store

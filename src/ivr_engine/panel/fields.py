@@ -1,5 +1,6 @@
-"""What people type into the panel's forms, read the same way on every page: phone numbers
-(written with spaces, dots or dashes) and rates (shown with a decimal comma in Italian)."""
+"""What people type into the panel's forms and URLs, read the same way on every page: ids,
+phone numbers (written with spaces, dots or dashes) and rates (shown with a decimal comma in
+Italian)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from decimal import Decimal
 from typing import Literal
 
 from ivr_engine.domain.money import check_rate
+
+_BIGINT = 2**63 - 1
+
+
+def parse_id(raw: str) -> int | None:
+    """An id from the URL; None for anything PostgreSQL could not hold as a bigint."""
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > _BIGINT:
+        return None
+    return int(raw)
+
 
 # What people type between digits; the engine dials digits only, so we drop them first.
 _SEPARATORS = re.compile(r"[\s().\-/]")
