@@ -15,8 +15,6 @@ IvrError
 │   ├── NotFound                unknown expert / client / request
 │   ├── Conflict                the expert is not taking calls, or the request moved on
 │   └── InvalidTransition       a request state change that the rules forbid
-├── SandboxError                the Asterisk sandbox could not be built or started
-├── ClusterError                a throwaway PostgreSQL cluster failed (pgcluster.py)
 ├── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
 ├── MailError                   an email could not be handed to the SMTP server
 │   ├── Undeliverable           the outbox row can never be sent as written
@@ -25,6 +23,9 @@ IvrError
 └── LinkError                   a signed link from an email is not valid
     ├── LinkForged              malformed, or not signed by us for this request
     └── LinkExpired             authentic, but its validity has ended
+
+The development kit (``ivr_devkit``, not part of the runtime) adds SandboxError and
+ClusterError under IvrError in ``ivr_devkit.errors``.
 """
 
 from __future__ import annotations
@@ -107,10 +108,6 @@ class InvalidTransition(StoreError):
     pass
 
 
-class SandboxError(IvrError):
-    pass
-
-
 class LinkError(IvrError):
     """A signed link from an email is not valid."""
 
@@ -133,10 +130,6 @@ class Undeliverable(MailError):
 
 class TemplateError(MailError):
     """Unknown kind, or a payload missing a field: sending again cannot help."""
-
-
-class ClusterError(IvrError):
-    """The throwaway PostgreSQL cluster could not be set up, started or stopped."""
 
 
 class SoundRenderError(IvrError):

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ivr_devkit.sandbox import Sandbox, SandboxInfo
+from ivr_devkit.simphones import PhoneBook
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
-from ivr_engine.sandbox import Sandbox, SandboxInfo
-from ivr_engine.simphones import PhoneBook
 from ivr_engine.transcript import transcript
 
 API_TOKEN = "e2e-token"

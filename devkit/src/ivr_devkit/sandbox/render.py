@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr_engine.errors import SandboxError
+from ivr_devkit.errors import SandboxError
 
 LOOPBACK = "127.0.0.1"
 ARI_USER = "ivr-engine"
@@ -28,8 +28,8 @@ PHONE_PORT = 5070
 
 PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
 
-# Source checkout layout: src/ivr_engine/sandbox/render.py -> the repository root.
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# Source checkout layout: devkit/src/ivr_devkit/sandbox/render.py -> the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[4]
 CONF_DIR = REPO_ROOT / "asterisk-conf"
 DIALPLAN_DIR = REPO_ROOT / "dialplans"
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr_engine.errors import SandboxError
-from ivr_engine.sandbox import chroot, process, render, sounds
+from ivr_devkit.errors import SandboxError
+from ivr_devkit.sandbox import chroot, process, render, sounds
 
 __all__ = ["Sandbox", "SandboxInfo"]
 

@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 from aiosmtpd.controller import Controller
 
+from ivr_devkit.pgcluster import ThrowawayCluster
+from ivr_devkit.sandbox import Sandbox
+from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
-from ivr_engine.pgcluster import ThrowawayCluster
-from ivr_engine.sandbox import Sandbox
-from ivr_engine.simphones import PhoneBook, answer
 from ivr_engine.store import accounts
 from ivr_engine.transcript import transcript
 

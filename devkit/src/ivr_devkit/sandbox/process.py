@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ivr_engine.errors import SandboxError
-from ivr_engine.sandbox.chroot import chroot_argv, pid_alive, run_in
+from ivr_devkit.errors import SandboxError
+from ivr_devkit.sandbox.chroot import chroot_argv, pid_alive, run_in
 
 # Popen objects of the Asterisks this process started: kept so that they are reaped (no
 # zombie that still looks alive) and never garbage-collected while running.

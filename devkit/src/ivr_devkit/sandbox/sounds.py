@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path, PurePosixPath
 
-from ivr_engine.errors import SandboxError
+from ivr_devkit.errors import SandboxError
 
 SOUNDS_DIR = "/usr/share/asterisk/sounds"
 _VOICE_DIR = re.compile(r"^([a-z]{2})_[A-Z]{2}_")

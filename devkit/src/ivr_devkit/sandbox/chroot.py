@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from ivr_engine.errors import SandboxError
+from ivr_devkit.errors import SandboxError
 
 log = structlog.get_logger(__name__)
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ivr_engine.errors import ClusterError
+from ivr_devkit.errors import ClusterError
 
 PG_LIB = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"  # who runs initdb/postgres when we are root (Debian's package user)
