@@ -33,6 +33,7 @@ demo: sandbox-build
 	$(BIN)/ivr-engine demo $(if $(filter 1,$(KEEP)),--keep,)
 
 lint: venv
+	$(BIN)/python scripts/check_layers.py src ivr_engine
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy

@@ -24,7 +24,7 @@ from ivr_engine.dispatcher import Dispatcher, recover_orphans
 from ivr_engine.errors import IvrError
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.inbound import InboundCalls
-from ivr_engine.mail.sender import OutboxConfig, OutboxSender
+from ivr_engine.mail import OutboxConfig, OutboxSender
 from ivr_engine.services import RequestActions
 from ivr_engine.store import connect_pool, migrate
 from ivr_engine.store.notify import OUTBOX, REQUESTS, Listener

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ async def _try(pool: asyncpg.Pool, expert: int | None, caller: str, pin: str, at
 
 
 async def test_three_wrong_pins_lock_expert_and_caller(pool: asyncpg.Pool) -> None:
-    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=Decimal(2))
     await set_pin(pool, expert, "4321")
     assert "4321" not in (await pool.fetchval("SELECT pin_hash FROM experts"))
     assert await _try(pool, expert, "+393330001", "4321", T0) is PinOutcome.OK
@@ -45,14 +46,16 @@ async def test_three_wrong_pins_lock_expert_and_caller(pool: asyncpg.Pool) -> No
 
 
 async def test_unknown_expert_or_no_pin_is_just_wrong(pool: asyncpg.Pool) -> None:
-    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=Decimal(2))
     assert await _try(pool, expert, "+393330001", "0000", T0) is PinOutcome.WRONG  # no PIN set
     assert await _try(pool, 999, "+393330002", "0000", T0) is PinOutcome.WRONG
 
 
 async def test_pin_api(api: Any) -> None:
     engine, http, base = api
-    expert = await people.create_expert(engine.pool, alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(
+        engine.pool, alias="A", phone="+390612345678", rate=Decimal(2)
+    )
     async with http.put(f"{base}/api/v1/experts/{expert}/pin", json={"pin": "2468"}) as resp:
         assert resp.status == 204
     status, reply = await call(

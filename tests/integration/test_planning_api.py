@@ -4,6 +4,7 @@ and the waiting list closing outside hours."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,9 @@ ROME = ZoneInfo("Europe/Rome")
 
 
 async def _expert(engine: Any) -> int:
-    return int(await people.create_expert(engine.pool, alias="A", phone="+390612345678", rate=2))
+    return int(
+        await people.create_expert(engine.pool, alias="A", phone="+390612345678", rate=Decimal(2))
+    )
 
 
 async def test_no_planning_means_open_and_pause_closes(api: Any) -> None:

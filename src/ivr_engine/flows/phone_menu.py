@@ -19,6 +19,7 @@ import structlog
 
 from ivr_engine.calls import Leg
 from ivr_engine.domain import planning as rules
+from ivr_engine.domain import today
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.domain.planning import Reason
 from ivr_engine.errors import Hangup, PlanningError
@@ -156,13 +157,13 @@ class PhoneMenu:
     ) -> bool:
         try:
             if key == "5":
-                changes = rules.available_now(av.planning, av.overrides, now, time(0))
+                changes = today.available_now(av.planning, av.overrides, now, time(0))
             elif key == "6":
-                changes = rules.stop_now(av.planning, av.overrides, now)
+                changes = today.stop_now(av.planning, av.overrides, now)
             else:
                 typed = await self._type(Prompt.ENTER_END_TIME, 4)
                 end = rules.parse_hhmm(typed)
-                changes = rules.set_today_end(av.planning, av.overrides, now, end)
+                changes = today.set_today_end(av.planning, av.overrides, now, end)
         except PlanningError:
             await self.leg.play(self.media(Prompt.INVALID_TIME))
             return False
