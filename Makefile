@@ -36,6 +36,7 @@ demo: sandbox-build
 	$(BIN)/ivr-engine demo $(if $(filter 1,$(KEEP)),--keep,)
 
 lint: venv
+	$(BIN)/python scripts/check_layers.py src ivr_engine
 	$(BIN)/ruff check src devkit tests
 	$(BIN)/ruff format --check src devkit tests
 	$(BIN)/mypy

@@ -14,6 +14,7 @@ IvrError
 ├── StoreError                  PostgreSQL-side failures the caller can act on
 │   ├── NotFound                unknown expert / client / request
 │   ├── Conflict                the expert is not taking calls, or the request moved on
+│   │   └── ListClosed          the expert's waiting list is closed now (reason, next opening)
 │   └── InvalidTransition       a request state change that the rules forbid
 ├── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
 ├── MailError                   an email could not be handed to the SMTP server
@@ -29,6 +30,8 @@ ClusterError under IvrError in ``ivr_devkit.errors``.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class IvrError(Exception):
@@ -102,6 +105,16 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     pass
+
+
+class ListClosed(Conflict):
+    """The expert's waiting list does not take new clients now."""
+
+    def __init__(self, expert_id: int, reason: str, next_opening: datetime | None) -> None:
+        opening = f", next opening {next_opening.isoformat()}" if next_opening else ""
+        super().__init__(f"expert {expert_id} is not taking calls: {reason}{opening}")
+        self.reason = reason
+        self.next_opening = next_opening
 
 
 class InvalidTransition(StoreError):

@@ -148,7 +148,7 @@ async def harness(
         loop.set_exception_handler(previous_handler)
     for engine in engines:
         # No flow task, call leg or bridge outlives the engine.
-        assert not engine.dispatcher.tasks
+        assert engine.dispatcher is not None and not engine.dispatcher.tasks
         assert not engine.calls.legs, list(engine.calls.legs)
         assert not engine.calls.bridge_entries, list(engine.calls.bridge_entries)
     assert not unhandled, [c.get("message") for c in unhandled]

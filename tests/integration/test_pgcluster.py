@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 from ivr_devkit import pgcluster
-from ivr_devkit.pgcluster import ClusterError, ThrowawayCluster, stop_leftovers
+from ivr_devkit.errors import ClusterError
+from ivr_devkit.pgcluster import ThrowawayCluster, stop_leftovers
 
 pytestmark = pytest.mark.integration
 

@@ -73,7 +73,7 @@ def venv(wheel: Path) -> Path:
 def test_the_wheel_holds_the_engine_only(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "ivr_engine/cli.py" in names
-    assert "ivr_engine/panel/templates/base.html" in names  # package data is still shipped
+    assert "ivr_engine/web/panel/templates/base.html" in names  # package data is still shipped
     leaked = [name for name in names if any(part in name for part in DEV_ONLY)]
     assert leaked == []
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))

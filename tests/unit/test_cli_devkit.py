@@ -62,7 +62,7 @@ def test_without_the_devkit_its_commands_say_how_to_install_it(argv: list[str]) 
 def test_a_module_missing_inside_the_devkit_is_not_taken_for_a_missing_kit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "ivr_devkit.cli", None)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "ivr_devkit.cli", None)
     with pytest.raises(ModuleNotFoundError):
         main(["demo"])
 

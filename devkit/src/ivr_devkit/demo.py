@@ -25,7 +25,7 @@ from ivr_devkit.sandbox import Sandbox
 from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
-from ivr_engine.store import accounts
+from ivr_engine.store import accounts, waiting
 from ivr_engine.transcript import transcript
 
 EXPERT_PHONE = "+390600000101"
@@ -80,7 +80,6 @@ async def run_demo(*, keep: bool = False) -> int:
         state = await _wait_final(engine, request_id, timeout=90)
         print()
         print(f"request {request_id}: {state}")
-        assert engine.pool is not None
         for line in await transcript(engine.pool, request_id):
             print("  " + line)
         try:
@@ -198,7 +197,7 @@ async def _wait_final(engine: Engine, request_id: int, timeout: float) -> str:
     deadline = loop.time() + timeout
     state = ""
     while loop.time() < deadline:
-        view = await engine.store.get(request_id)
+        view = await waiting.get(engine.pool, request_id)
         state = view.state.value
         if view.state.is_final:
             return state

@@ -21,23 +21,20 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ivr_engine.panel import (
+from ivr_engine.web.panel import (
     admin,
     auth,
     availability,
     calls,
     clients,
     consultations,
-    live,
     profile,
 )
 
-HUB = calls.HUB
 STATIC = Path(__file__).parent / "static"
 
 
-def setup(app: web.Application, hub: live.Hub) -> None:
-    app[HUB] = hub
+def setup(app: web.Application) -> None:
     app.middlewares.append(auth.guard)
     auth.add_routes(app)
     calls.add_routes(app)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ivr_engine.domain.planning import Slot, WeeklyPlanning, check_slots, parse_slot
 from ivr_engine.errors import PlanningError
-from ivr_engine.panel.render import text
+from ivr_engine.web.panel.render import text
 
 
 def show_slots(slots: tuple[Slot, ...]) -> str:

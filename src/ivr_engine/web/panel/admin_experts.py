@@ -10,14 +10,15 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ivr_engine.api import ENGINE, PHONE
 from ivr_engine.domain.money import CARTOMANCY, line_type
 from ivr_engine.errors import Conflict
-from ivr_engine.panel.fields import clean_phone, parse_id, rate_problem, show_rate
-from ivr_engine.panel.render import money, page, problem, redirect, text
-from ivr_engine.panel.session import LANG
 from ivr_engine.store import admin as store
 from ivr_engine.store.accounts import MIN_PASSWORD
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.http import PHONE
+from ivr_engine.web.panel.fields import clean_phone, parse_id, rate_problem, show_rate
+from ivr_engine.web.panel.render import money, page, problem, redirect, text
+from ivr_engine.web.panel.session import LANG
 
 CATEGORIES = ("general", CARTOMANCY, "legal", "travel", "technical")
 LANGUAGES = ("en", "it")
@@ -25,11 +26,11 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
 def _line(request: web.Request, phone: str) -> str:
-    return line_type(phone, request.app[ENGINE].settings.phone_region).value
+    return line_type(phone, request.app[DEPS].settings.phone_region).value
 
 
 async def experts_page(request: web.Request) -> web.Response:
-    found = await store.experts(request.app[ENGINE].store.pool)
+    found = await store.experts(request.app[DEPS].pool)
     lines = {e.id: _line(request, e.fields.phone) for e in found}
     return page(
         request,
@@ -75,7 +76,7 @@ def _values(e: store.Expert | None, lang: str) -> dict[str, Any]:
 
 
 def _rate(request: web.Request, raw: str, errors: dict[str, str]) -> Decimal:
-    s = request.app[ENGINE].settings
+    s = request.app[DEPS].settings
     try:
         rate = Decimal(raw.replace(",", "."))
     except InvalidOperation:
@@ -163,8 +164,8 @@ def _form(
         errors=errors,
         categories=[(c, _category_name(request, c)) for c in _categories(current)],
         line=line,
-        rate_min=request.app[ENGINE].settings.rate_min,
-        rate_max=request.app[ENGINE].settings.rate_max,
+        rate_min=request.app[DEPS].settings.rate_min,
+        rate_max=request.app[DEPS].settings.rate_max,
         saved=saved,
         min_password=MIN_PASSWORD,
     )
@@ -173,9 +174,7 @@ def _form(
 async def _find(request: web.Request) -> store.Expert | None:
     raw = request.match_info["expert_id"]
     expert_id = parse_id(raw)
-    return (
-        None if expert_id is None else await store.expert(request.app[ENGINE].store.pool, expert_id)
-    )
+    return None if expert_id is None else await store.expert(request.app[DEPS].pool, expert_id)
 
 
 async def new_form(request: web.Request) -> web.Response:
@@ -186,7 +185,7 @@ async def create(request: web.Request) -> web.Response:
     values, fields, password, errors = _read(request, await request.post(), None)
     if fields is not None:
         try:
-            await store.create_expert(request.app[ENGINE].store.pool, fields, password)
+            await store.create_expert(request.app[DEPS].pool, fields, password)
         except Conflict:
             errors["email"] = text(request, "admin.error.email_taken")
         else:
@@ -209,7 +208,7 @@ async def update(request: web.Request) -> web.Response:
     values, fields, password, errors = _read(request, await request.post(), current)
     if fields is not None:
         try:
-            await store.update_expert(request.app[ENGINE].store.pool, current.id, fields, password)
+            await store.update_expert(request.app[DEPS].pool, current.id, fields, password)
         except Conflict:
             errors["email"] = text(request, "admin.error.email_taken")
         else:
@@ -224,7 +223,7 @@ async def acceptance(request: web.Request) -> web.Response:
     if current is None:
         return problem(request, 404, "error.not_found")
     form = await request.post()
-    await store.set_acceptance(request.app[ENGINE].store.pool, current.id, form.get("on") == "1")
+    await store.set_acceptance(request.app[DEPS].pool, current.id, form.get("on") == "1")
     if form.get("back") == "edit":
         return redirect(f"/admin/experts/{current.id}?saved=1")
     return redirect("/admin/experts?done=acceptance")

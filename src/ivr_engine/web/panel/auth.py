@@ -17,11 +17,13 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from ivr_engine.api import ENGINE, Handler
 from ivr_engine.errors import NotFound
-from ivr_engine.panel import i18n
-from ivr_engine.panel.render import page, problem, redirect, text
-from ivr_engine.panel.session import (
+from ivr_engine.store import accounts
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.http import Handler
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.render import page, problem, redirect, text
+from ivr_engine.web.panel.session import (
     ACCOUNT,
     LANG,
     LOGIN_CSRF,
@@ -29,7 +31,6 @@ from ivr_engine.panel.session import (
     SESSION_COOKIE,
     Account,
 )
-from ivr_engine.store import accounts
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    pool = request.app[ENGINE].store.pool
+    pool = request.app[DEPS].pool
     token = request.cookies.get(SESSION_COOKIE, "")
     who = await accounts.session(pool, token) if token else None
     request[ACCOUNT] = who
@@ -105,7 +106,7 @@ async def _csrf_ok(request: web.Request, who: Account | None) -> bool:
 
 
 def _cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
-    s = request.app[ENGINE].settings
+    s = request.app[DEPS].settings
     response.set_cookie(
         name,
         value,
@@ -144,8 +145,8 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    s = engine.settings
+    deps = request.app[DEPS]
+    s = deps.settings
     form = await request.post()
     email = str(form.get("email", "")).strip().lower()
     password = str(form.get("password", ""))
@@ -169,7 +170,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     now = datetime.now(UTC)
     keys = [f"email:{email}", f"ip:{request.remote or '?'}"]
     window = timedelta(minutes=s.login_lockout_minutes)
-    if await accounts.locked_until(engine.store.pool, keys, now) is not None:
+    if await accounts.locked_until(deps.pool, keys, now) is not None:
         return page(
             request,
             "login.html",
@@ -179,11 +180,9 @@ async def login(request: web.Request) -> web.StreamResponse:
             next=target,
             errors={"form": text(request, "login.locked", minutes=s.login_lockout_minutes)},
         )
-    who = await accounts.verify(engine.store.pool, email, password)
+    who = await accounts.verify(deps.pool, email, password)
     if who is None:
-        await accounts.failed(
-            engine.store.pool, keys, now, limit=s.login_max_failures, window=window
-        )
+        await accounts.failed(deps.pool, keys, now, limit=s.login_max_failures, window=window)
         return page(
             request,
             "login.html",
@@ -193,8 +192,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             next=target,
             errors={"form": text(request, "login.wrong")},
         )
-    await accounts.succeeded(engine.store.pool, keys[:1])
-    token = await accounts.open_session(engine.store.pool, who.id, timedelta(hours=s.session_hours))
+    await accounts.succeeded(deps.pool, keys[:1])
+    token = await accounts.open_session(deps.pool, who.id, timedelta(hours=s.session_hours))
     response = redirect(_safe_next(target, who))
     _cookie(request, response, SESSION_COOKIE, token)
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -204,7 +203,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     token = request.cookies.get(SESSION_COOKIE, "")
     if token:
-        await accounts.close_session(request.app[ENGINE].store.pool, token)
+        await accounts.close_session(request.app[DEPS].pool, token)
     response = redirect("/login?bye=1")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

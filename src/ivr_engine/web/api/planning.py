@@ -1,4 +1,4 @@
-"""HTTP API of an expert's availability (same bearer token as the rest of /api/v1).
+"""The JSON API of an expert's availability (same bearer token as the rest of /api/v1).
 
 GET    /api/v1/experts/{id}/availability            open now? why not? next opening
 GET    /api/v1/experts/{id}/planning                weekly slots, timezone, overrides
@@ -15,15 +15,16 @@ POST   /api/v1/experts/{id}/requests/refuse-waiting  refuse all waiting, offer a
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
 
+import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ivr_engine import api
 from ivr_engine.domain.planning import WEEKDAYS, WeeklyPlanning, check_slots, parse_slot, pause
 from ivr_engine.store import pins
 from ivr_engine.store import planning as store
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.http import error, path_int, read_body
 
 
 class PlanningBody(BaseModel):
@@ -54,8 +55,8 @@ class ChannelsBody(BaseModel):
     video: bool | None = None
 
 
-def _pool(request: web.Request) -> Any:
-    return request.app[api.ENGINE].store.pool
+def _pool(request: web.Request) -> asyncpg.Pool:
+    return request.app[DEPS].pool
 
 
 def _day(request: web.Request) -> date:
@@ -68,12 +69,12 @@ def _day(request: web.Request) -> date:
 
 
 async def get_availability(request: web.Request) -> web.Response:
-    av = await store.load(_pool(request), api._int(request, "expert_id"))
+    av = await store.load(_pool(request), path_int(request, "expert_id"))
     return web.json_response(store.describe(av, datetime.now(UTC)))
 
 
 async def get_planning(request: web.Request) -> web.Response:
-    av = await store.load(_pool(request), api._int(request, "expert_id"))
+    av = await store.load(_pool(request), path_int(request, "expert_id"))
     weekly = {WEEKDAYS[d]: [str(s) for s in slots] for d, slots in sorted(av.planning.days.items())}
     return web.json_response(
         {
@@ -86,11 +87,11 @@ async def get_planning(request: web.Request) -> web.Response:
 
 
 async def put_planning(request: web.Request) -> web.Response:
-    expert_id = api._int(request, "expert_id")
-    body: PlanningBody = await api._body(request, PlanningBody)
+    expert_id = path_int(request, "expert_id")
+    body: PlanningBody = await read_body(request, PlanningBody)
     unknown = set(body.weekly) - set(WEEKDAYS)
     if unknown:
-        return api._error(422, f"unknown weekday(s): {', '.join(sorted(unknown))}")
+        return error(422, f"unknown weekday(s): {', '.join(sorted(unknown))}")
     planning = WeeklyPlanning(
         body.timezone,
         {
@@ -103,45 +104,43 @@ async def put_planning(request: web.Request) -> web.Response:
 
 
 async def put_day(request: web.Request) -> web.Response:
-    expert_id = api._int(request, "expert_id")
+    expert_id = path_int(request, "expert_id")
     day = _day(request)
-    body: DayBody = await api._body(request, DayBody)
+    body: DayBody = await read_body(request, DayBody)
     slots = tuple(parse_slot(s) for s in body.slots)
     await store.set_override(_pool(request), expert_id, day, check_slots(slots, day.isoformat()))
     return await get_planning(request)
 
 
 async def delete_day(request: web.Request) -> web.Response:
-    await store.set_override(_pool(request), api._int(request, "expert_id"), _day(request), None)
+    await store.set_override(_pool(request), path_int(request, "expert_id"), _day(request), None)
     return await get_planning(request)
 
 
 async def post_pause(request: web.Request) -> web.Response:
-    expert_id = api._int(request, "expert_id")
-    body: PauseBody = await api._body(request, PauseBody) if request.can_read_body else PauseBody()
-    minutes = body.minutes or request.app[api.ENGINE].settings.pause_minutes
+    expert_id = path_int(request, "expert_id")
+    body: PauseBody = await read_body(request, PauseBody) if request.can_read_body else PauseBody()
+    minutes = body.minutes or request.app[DEPS].settings.pause_minutes
     await store.set_pause(_pool(request), expert_id, pause(datetime.now(UTC), minutes))
     return await get_availability(request)
 
 
 async def delete_pause(request: web.Request) -> web.Response:
-    await store.set_pause(_pool(request), api._int(request, "expert_id"), None)
-    request.app[api.ENGINE].dispatcher.poke()
+    await store.set_pause(_pool(request), path_int(request, "expert_id"), None)
     return await get_availability(request)
 
 
 async def put_channels(request: web.Request) -> web.Response:
-    expert_id = api._int(request, "expert_id")
-    body: ChannelsBody = await api._body(request, ChannelsBody)
+    expert_id = path_int(request, "expert_id")
+    body: ChannelsBody = await read_body(request, ChannelsBody)
     await store.set_channels(_pool(request), expert_id, body.model_dump(exclude_none=True))
-    request.app[api.ENGINE].dispatcher.poke()
     return await get_availability(request)
 
 
 async def refuse_waiting(request: web.Request) -> web.Response:
     """At closing: refuse every waiting client at once, offering the next opening."""
-    expert_id = api._int(request, "expert_id")
-    count, proposal = await request.app[api.ENGINE].refuse_all(expert_id)
+    expert_id = path_int(request, "expert_id")
+    count, proposal = await request.app[DEPS].actions.refuse_all(expert_id)
     return web.json_response(
         {"refused": count, "proposed_start": proposal.isoformat() if proposal else None}
     )
@@ -149,8 +148,8 @@ async def refuse_waiting(request: web.Request) -> web.Response:
 
 async def put_pin(request: web.Request) -> web.Response:
     """Set the PIN of the phone menu; it is stored only as a scrypt hash."""
-    expert_id = api._int(request, "expert_id")
-    body: PinBody = await api._body(request, PinBody)
+    expert_id = path_int(request, "expert_id")
+    body: PinBody = await read_body(request, PinBody)
     await pins.set_pin(_pool(request), expert_id, body.pin)
     return web.Response(status=204)
 

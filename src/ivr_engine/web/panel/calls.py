@@ -12,21 +12,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr_engine.api import ENGINE
 from ivr_engine.domain.planning import Channel
 from ivr_engine.errors import Conflict, NotFound
-from ivr_engine.panel import i18n, live
-from ivr_engine.panel.fields import parse_id
-from ivr_engine.panel.render import page, problem, redirect
-from ivr_engine.panel.session import expert_id
 from ivr_engine.store import live as live_store
 from ivr_engine.store import planning as planning_store
-
-HUB: web.AppKey[live.Hub] = web.AppKey("panel_hub")
+from ivr_engine.web import live
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import parse_id
+from ivr_engine.web.panel.render import page, problem, redirect
+from ivr_engine.web.panel.session import expert_id
 
 
 async def _context(request: web.Request) -> dict[str, Any]:
-    pool = request.app[ENGINE].store.pool
+    pool = request.app[DEPS].pool
     me = expert_id(request)
     calls = await live_store.expert_calls(pool, me)
     av = await planning_store.load(pool, me)
@@ -50,38 +49,34 @@ async def calls_fragment(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    return await live.stream(request, request.app[HUB], expert_id(request))
+    return await live.stream(request, request.app[DEPS].hub, expert_id(request))
 
 
 async def solicit(request: web.Request) -> web.Response:
     """Call now: the engine rings the expert for this waiting client at once (ending a
     pause: the expert asked for the call)."""
-    engine = request.app[ENGINE]
+    deps = request.app[DEPS]
     request_id = parse_id(request.match_info["request_id"])
-    owner = (
-        None
-        if request_id is None
-        else await live_store.request_owner(engine.store.pool, request_id)
-    )
+    owner = None if request_id is None else await live_store.request_owner(deps.pool, request_id)
     if request_id is None or owner != expert_id(request):
         return problem(request, 404, "error.not_found")
-    av = await planning_store.load(engine.store.pool, owner)
+    av = await planning_store.load(deps.pool, owner)
     if Channel.PHONE not in av.channels:
         return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
     try:
-        await engine.solicit(request_id)
+        await deps.actions.solicit(request_id)
     except (Conflict, NotFound):
         return redirect("/panel?done=too_late")
     return redirect("/panel?done=calling")
 
 
 async def refuse_all_confirm(request: web.Request) -> web.Response:
-    calls = await live_store.expert_calls(request.app[ENGINE].store.pool, expert_id(request))
+    calls = await live_store.expert_calls(request.app[DEPS].pool, expert_id(request))
     return page(request, "refuse_all.html", count=len(calls.waiting))
 
 
 async def refuse_all(request: web.Request) -> web.Response:
-    count, _proposal = await request.app[ENGINE].refuse_all(expert_id(request))
+    count, _proposal = await request.app[DEPS].actions.refuse_all(expert_id(request))
     return redirect(f"/panel?done=refused&count={count}")
 
 

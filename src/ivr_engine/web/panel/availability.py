@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr_engine.api import ENGINE
 from ivr_engine.domain.planning import (
     WEEKDAYS,
     Channel,
@@ -24,12 +23,13 @@ from ivr_engine.domain.planning import (
     slots_on,
 )
 from ivr_engine.errors import PlanningError
-from ivr_engine.panel import i18n
-from ivr_engine.panel.render import page, redirect, text
-from ivr_engine.panel.session import expert_id
-from ivr_engine.panel.slot_form import read_slots, runs_over, show_slots
 from ivr_engine.store import planning as store
 from ivr_engine.store.planning import ExpertAvailability
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.render import page, redirect, text
+from ivr_engine.web.panel.session import expert_id
+from ivr_engine.web.panel.slot_form import read_slots, runs_over, show_slots
 
 HOME = "/panel/availability"
 _SAVED = ("planning", "today", "weekly_today", "pause", "resume", "channels")
@@ -61,7 +61,7 @@ def _status(request: web.Request, av: ExpertAvailability, now: datetime) -> dict
         "next_opening": _when(request, state.next_opening, today)
         if state.next_opening and not state.open
         else "",
-        "pause_minutes": request.app[ENGINE].settings.pause_minutes,
+        "pause_minutes": request.app[DEPS].settings.pause_minutes,
     }
 
 
@@ -73,7 +73,7 @@ async def _render(
     today_value: str | None = None,
     errors: dict[str, str] | None = None,
 ) -> web.Response:
-    av = await store.load(request.app[ENGINE].store.pool, expert_id(request))
+    av = await store.load(request.app[DEPS].pool, expert_id(request))
     now = datetime.now(UTC)
     current = _status(request, av, now)
     typed = {
@@ -105,7 +105,7 @@ async def availability_page(request: web.Request) -> web.Response:
 
 
 async def status_fragment(request: web.Request) -> web.Response:
-    av = await store.load(request.app[ENGINE].store.pool, expert_id(request))
+    av = await store.load(request.app[DEPS].pool, expert_id(request))
     return page(request, "_availability_status.html", **_status(request, av, datetime.now(UTC)))
 
 
@@ -130,16 +130,15 @@ async def save_planning(request: web.Request) -> web.Response:
         errors[WEEKDAYS[late]] = text(request, "avail.error.next_day", day=following)
     if errors:
         return await _render(request, status=422, weekly=typed, errors=errors)
-    engine = request.app[ENGINE]
+    deps = request.app[DEPS]
     await store.replace_weekly(
-        engine.store.pool, expert_id(request), WeeklyPlanning(typed["timezone"], days)
+        deps.pool, expert_id(request), WeeklyPlanning(typed["timezone"], days)
     )
-    engine.dispatcher.poke()
     return redirect(f"{HOME}?saved=planning")
 
 
 async def _today(request: web.Request) -> date:
-    av = await store.load(request.app[ENGINE].store.pool, expert_id(request))
+    av = await store.load(request.app[DEPS].pool, expert_id(request))
     return datetime.now(av.planning.zone).date()
 
 
@@ -148,40 +147,36 @@ async def save_today(request: web.Request) -> web.Response:
     slots, error = read_slots(request, typed)
     if error:
         return await _render(request, status=422, today_value=typed, errors={"today": error})
-    engine = request.app[ENGINE]
-    await store.set_override(engine.store.pool, expert_id(request), await _today(request), slots)
-    engine.dispatcher.poke()
+    deps = request.app[DEPS]
+    await store.set_override(deps.pool, expert_id(request), await _today(request), slots)
     return redirect(f"{HOME}?saved=today")
 
 
 async def weekly_today(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    await store.set_override(engine.store.pool, expert_id(request), await _today(request), None)
-    engine.dispatcher.poke()
+    deps = request.app[DEPS]
+    await store.set_override(deps.pool, expert_id(request), await _today(request), None)
     return redirect(f"{HOME}?saved=weekly_today")
 
 
 async def start_pause(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    until = pause(datetime.now(UTC), engine.settings.pause_minutes)
-    await store.set_pause(engine.store.pool, expert_id(request), until)
+    deps = request.app[DEPS]
+    until = pause(datetime.now(UTC), deps.settings.pause_minutes)
+    await store.set_pause(deps.pool, expert_id(request), until)
     return redirect(f"{HOME}?saved=pause")
 
 
 async def end_pause(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    await store.set_pause(engine.store.pool, expert_id(request), None)
-    engine.dispatcher.poke()
+    deps = request.app[DEPS]
+    await store.set_pause(deps.pool, expert_id(request), None)
     return redirect(f"{HOME}?saved=resume")
 
 
 async def save_channels(request: web.Request) -> web.Response:
     form = await request.post()
-    engine = request.app[ENGINE]
+    deps = request.app[DEPS]
     # An unticked checkbox is not sent at all: every channel absent from the form is off.
     switches = {c.value: c.value in form for c in Channel}
-    await store.set_channels(engine.store.pool, expert_id(request), switches)
-    engine.dispatcher.poke()
+    await store.set_channels(deps.pool, expert_id(request), switches)
     return redirect(f"{HOME}?saved=channels")
 
 

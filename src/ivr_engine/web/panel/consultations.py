@@ -11,14 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr_engine.api import ENGINE
-from ivr_engine.panel import i18n
-from ivr_engine.panel.fields import parse_id
-from ivr_engine.panel.render import page, problem
-from ivr_engine.panel.session import LANG, expert_id
 from ivr_engine.store import clients as clients_store
 from ivr_engine.store import consultations as store
 from ivr_engine.store import planning as planning_store
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import parse_id
+from ivr_engine.web.panel.render import page, problem
+from ivr_engine.web.panel.session import LANG, expert_id
 
 PAGE_SIZE = 20
 
@@ -49,7 +49,7 @@ def _rule(factor: str, lang: str) -> tuple[str, str]:
 
 
 async def _timezone(request: web.Request, me: int) -> str:
-    av = await planning_store.load(request.app[ENGINE].store.pool, me)
+    av = await planning_store.load(request.app[DEPS].pool, me)
     return av.planning.timezone
 
 
@@ -60,9 +60,7 @@ async def consultations_page(request: web.Request) -> web.Response:
     if raw and before is None:
         return problem(request, 404, "error.not_found")
     # One more than a page tells whether an older page exists.
-    rows = await store.page(
-        request.app[ENGINE].store.pool, me, limit=PAGE_SIZE + 1, before_id=before
-    )
+    rows = await store.page(request.app[DEPS].pool, me, limit=PAGE_SIZE + 1, before_id=before)
     shown = [_with_moments(r) for r in rows[:PAGE_SIZE]]
     older = shown[-1]["id"] if len(rows) > PAGE_SIZE else None
     return page(
@@ -80,7 +78,7 @@ async def consultation_page(request: web.Request) -> web.Response:
     if consultation_id is None:
         return problem(request, 404, "error.not_found")
     me = expert_id(request)
-    found = await clients_store.consultation(request.app[ENGINE].store.pool, me, consultation_id)
+    found = await clients_store.consultation(request.app[DEPS].pool, me, consultation_id)
     if found is None:
         return problem(request, 404, "error.not_found")
     lang = request.get(LANG, "en")

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from ivr_engine.panel import i18n
-from ivr_engine.panel.session import ACCOUNT, LANG, LOGIN_CSRF
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.session import ACCOUNT, LANG, LOGIN_CSRF
 
 _env = jinja2.Environment(
-    loader=jinja2.PackageLoader("ivr_engine.panel", "templates"),
+    loader=jinja2.PackageLoader("ivr_engine.web.panel", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ivr_engine.api import ENGINE
-from ivr_engine.panel import admin_experts as experts
-from ivr_engine.panel import i18n, live
-from ivr_engine.panel.calls import HUB
-from ivr_engine.panel.render import page
 from ivr_engine.store import admin as store
 from ivr_engine.store import live as live_store
+from ivr_engine.web import live
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import admin_experts as experts
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.render import page
 
 # The figures' "today" is the service's day, wherever the engine's clock runs.
 SERVICE_ZONE = "Europe/Rome"
@@ -25,7 +25,7 @@ SERVICE_ZONE = "Europe/Rome"
 
 # -- overview -----------------------------------------------------------------------------
 async def overview(request: web.Request) -> web.Response:
-    pool = request.app[ENGINE].store.pool
+    pool = request.app[DEPS].pool
     zone = ZoneInfo(SERVICE_ZONE)
     figures = await store.day_figures(pool, datetime.now(zone).date(), zone)
     calls = await live_store.all_active(pool)
@@ -33,12 +33,12 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def live_fragment(request: web.Request) -> web.Response:
-    calls = await live_store.all_active(request.app[ENGINE].store.pool)
+    calls = await live_store.all_active(request.app[DEPS].pool)
     return page(request, "_admin_live.html", calls=calls, tz=SERVICE_ZONE)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    return await live.stream(request, request.app[HUB], None)
+    return await live.stream(request, request.app[DEPS].hub, None)
 
 
 def add_routes(app: web.Application) -> None:

@@ -15,17 +15,18 @@ import phonenumbers
 from aiohttp import web
 from phonenumbers import PhoneNumberType
 
-from ivr_engine.api import ENGINE, PHONE
 from ivr_engine.config import Settings
 from ivr_engine.domain.money import HALVED, WAIVED, Tariff
 from ivr_engine.domain.pin import PIN_FORMAT
-from ivr_engine.panel import i18n
-from ivr_engine.panel.fields import clean_phone, rate_problem, show_rate
-from ivr_engine.panel.render import page, redirect, text
-from ivr_engine.panel.session import LANG, expert_id
 from ivr_engine.store import pins
 from ivr_engine.store import profile as store
 from ivr_engine.store.profile import Profile
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.http import PHONE
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import clean_phone, rate_problem, show_rate
+from ivr_engine.web.panel.render import page, redirect, text
+from ivr_engine.web.panel.session import LANG, expert_id
 
 _SAVED = ("phone", "rate", "pin")
 
@@ -86,9 +87,9 @@ async def _render(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> web.Response:
-    settings = request.app[ENGINE].settings
+    settings = request.app[DEPS].settings
     lang = request.get(LANG, "en")
-    me = await store.load(request.app[ENGINE].store.pool, expert_id(request))
+    me = await store.load(request.app[DEPS].pool, expert_id(request))
     t = tariff(me, settings)
     category_key = f"profile.category.{me.category}"
     saved = request.query.get("saved", "")
@@ -122,21 +123,21 @@ async def profile_page(request: web.Request) -> web.Response:
 
 
 async def change_phone(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
+    deps = request.app[DEPS]
     typed = str((await request.post()).get("phone", "")).strip()
     number = clean_phone(typed)
-    error = phone_error(number, engine.settings.phone_region)
+    error = phone_error(number, deps.settings.phone_region)
     if error is not None:
         return await _render(
             request, status=422, values={"phone": typed}, errors={"phone": text(request, error)}
         )
-    await store.set_phone(engine.store.pool, expert_id(request), number)
+    await store.set_phone(deps.pool, expert_id(request), number)
     return redirect("/panel/profile?saved=phone#phone-title")
 
 
 async def change_rate(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    s = engine.settings
+    deps = request.app[DEPS]
+    s = deps.settings
     typed = str((await request.post()).get("rate", "")).strip()
     rate = parse_rate(typed)
     error = rate_error(rate, s.rate_min, s.rate_max)
@@ -144,7 +145,7 @@ async def change_rate(request: web.Request) -> web.Response:
         low, high = (show_rate(v, request.get(LANG, "en")) for v in (s.rate_min, s.rate_max))
         message = text(request, error or "profile.rate.not_amount", low=low, high=high)
         return await _render(request, status=422, values={"rate": typed}, errors={"rate": message})
-    await store.set_rate(engine.store.pool, expert_id(request), rate)
+    await store.set_rate(deps.pool, expert_id(request), rate)
     return redirect("/panel/profile?saved=rate#rate-title")
 
 
@@ -158,7 +159,7 @@ async def change_pin(request: web.Request) -> web.Response:
         errors["pin_again"] = text(request, "profile.pin.mismatch")
     if errors:  # the PIN typed is never sent back into the page
         return await _render(request, status=422, errors=errors)
-    await pins.set_pin(request.app[ENGINE].store.pool, expert_id(request), pin)
+    await pins.set_pin(request.app[DEPS].pool, expert_id(request), pin)
     return redirect("/panel/profile?saved=pin#pin-title")
 
 

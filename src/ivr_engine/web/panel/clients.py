@@ -11,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr_engine.api import ENGINE
-from ivr_engine.panel import i18n
-from ivr_engine.panel.fields import parse_id
-from ivr_engine.panel.render import page, problem, redirect, text
-from ivr_engine.panel.session import expert_id
 from ivr_engine.store import clients as store
 from ivr_engine.store import planning as planning_store
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import parse_id
+from ivr_engine.web.panel.render import page, problem, redirect, text
+from ivr_engine.web.panel.session import expert_id
 
 
 def _body(form: Any, name: str) -> str:
@@ -36,7 +36,7 @@ def _check(request: web.Request, body: str) -> str | None:
 async def _show(
     request: web.Request, client_id: int, *, status: int = 200, **form: Any
 ) -> web.Response:
-    pool = request.app[ENGINE].store.pool
+    pool = request.app[DEPS].pool
     me = expert_id(request)
     client = await store.summary(pool, me, client_id)
     if client is None:
@@ -73,7 +73,7 @@ async def add_note(request: web.Request) -> web.Response:
     error = _check(request, body)
     if error is not None:
         return await _show(request, client_id, status=422, note=body, errors={"note": error})
-    pool = request.app[ENGINE].store.pool
+    pool = request.app[DEPS].pool
     if await store.add_note(pool, expert_id(request), client_id, body) is None:
         return problem(request, 404, "error.not_found")
     return redirect(f"/panel/clients/{client_id}?done=note#notes")
@@ -83,18 +83,17 @@ async def send_message(request: web.Request) -> web.Response:
     client_id = parse_id(request.match_info["client_id"])
     if client_id is None:
         return problem(request, 404, "error.not_found")
-    engine = request.app[ENGINE]
+    deps = request.app[DEPS]
     me = expert_id(request)
-    client = await store.summary(engine.store.pool, me, client_id)
+    client = await store.summary(deps.pool, me, client_id)
     if client is None:
         return problem(request, 404, "error.not_found")
     body = _body(await request.post(), "message")
     error = _check(request, body)
-    if error is None and await store.send_message(engine.store.pool, me, client_id, body) is None:
+    if error is None and await store.send_message(deps.pool, me, client_id, body) is None:
         error = text(request, "client.error.no_email", alias=client.alias)
     if error is not None:
         return await _show(request, client_id, status=422, message=body, errors={"message": error})
-    engine.mailer.poke()
     return redirect(f"/panel/clients/{client_id}?done=sent#messages")
 
 
