@@ -4,6 +4,7 @@ wired to a fresh database, and simulated SIP phones."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,11 +25,16 @@ API_TOKEN = "e2e-token"
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxInfo]:
     box = Sandbox()
-    info = box.up()
-    try:
-        yield info
-    finally:
-        box.down()
+    # One test run at a time owns the sandbox (its ports and its phones' ports are fixed):
+    # a second run on the same machine waits here instead of stopping Asterisk under the first.
+    box.cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(box.cache_dir / "e2e-session.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = box.up()
+        try:
+            yield info
+        finally:
+            box.down()
 
 
 @pytest.fixture
