@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("protocols", ["ari", "ami", "mail"]),
     ("calls", ["calls"]),
     ("flows", ["flows"]),
-    ("services", ["services", "dispatcher"]),
+    ("services", ["services", "dispatcher", "recovery", "lease"]),
     ("web", ["web"]),
     ("engine", ["engine"]),
     ("entry points", ["cli", "__main__", "sounds"]),

@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     pin_max_failures: int = Field(3, ge=1, description="wrong PINs before the menu locks")
     pin_lockout_minutes: int = Field(15, ge=1, description="how long a PIN lockout lasts")
 
+    # Restarts, crashes and several engines
+    lease_seconds: float = Field(
+        15.0, ge=3, description="an engine silent this long is dead: its calls are adopted"
+    )
+    drain_seconds: float = Field(
+        30.0, ge=0, description="on SIGTERM, calls not yet bridged may finish for this long"
+    )
+    max_consultation_minutes: float = Field(
+        120.0, gt=1, description="a consultation is ended after this long (warned 1 min before)"
+    )
+
     # Money (EUR). Amounts are Decimal; the rounding rule lives in domain/money.py.
     rate_min: Decimal = Field(Decimal("0.10"), ge=0, description="lowest rate an expert may set")
     rate_max: Decimal = Field(Decimal("100.00"), gt=0, description="highest rate")

@@ -1,18 +1,23 @@
 """Takes due requests off the waiting lists and runs one supervised flow task per request.
 
 The dispatcher owns every flow task: it cancels and awaits them on close. A supervisor
-binds the log context, turns an unexpected error into a ``failed`` request, and puts a
-request whose call was cut by an engine stop back in the waiting list (shielded).
+binds the log context and turns an unexpected error into a retry (or a ``failed`` request).
 
 It is woken by PostgreSQL: the engine subscribes ``poke`` to the ``ivr_requests``
 notifications (ivr_engine.store.notify), so any change to a waiting list or an expert,
 made by this engine or another one, makes it look for due requests.
+
+Stopping (``drain``): no new claim; a bridged consultation is detached, left up in Asterisk
+for the next engine to adopt; a call not yet bridged may finish within the drain deadline,
+after which it is ended politely and its request goes back to the head of the list, its
+attempt not counted (``waiting.interrupted``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -22,21 +27,33 @@ from ivr_engine.domain.job import Job
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import Conflict, IvrError
 from ivr_engine.flows.acceptance import AcceptanceFlow
+from ivr_engine.flows.consultation import ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.store import claims, consultations, waiting
+from ivr_engine.store.retry import TRANSIENT, durably
 
 log = structlog.get_logger(__name__)
 S = RequestState
 
 IDLE_POLL = 30.0  # seconds; a safety net, the dispatcher is normally woken by NOTIFY
+RETRY_LATER: tuple[type[BaseException], ...] = (IvrError, *TRANSIENT)
+STORE_ERROR_PAUSE = 1.0  # seconds before looking again after PostgreSQL failed a claim
+MAX_INTERRUPTIONS = 3  # engine-side failures of one request before it is marked failed
 
 
 class Dispatcher:
-    def __init__(self, deps: FlowDeps, ready: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        deps: FlowDeps,
+        ready: Callable[[], bool] = lambda: True,
+        engine_id: uuid.UUID | None = None,
+    ) -> None:
         self.deps = deps
         self._ready = ready
+        self.engine_id = engine_id
         self.pool = deps.pool
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.flows: dict[int, AcceptanceFlow | ConsultationWatch] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -49,6 +66,10 @@ class Dispatcher:
         """Look for due requests now (a NOTIFY callback, hence the ignored payload)."""
         self._wake.set()
 
+    @property
+    def draining(self) -> bool:
+        return self._closing
+
     async def cancel_request(self, request_id: int) -> None:
         """Stop the flow of a request (the client left): its legs are hung up."""
         task = self.tasks.get(request_id)
@@ -56,15 +77,44 @@ class Dispatcher:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def close(self) -> None:
+    async def drain(self, deadline: float) -> None:
+        """Stop claiming, leave bridged consultations up, give the other calls ``deadline``
+        seconds to finish, then end them politely (their requests back at the head)."""
         self._closing = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        while True:
+            self._detach_bridged()
+            pending = [t for rid, t in self.tasks.items() if not self._is_detached(rid)]
+            if not pending or loop.time() >= end:
+                break
+            # Wake at least every second: a call that reaches its bridge is detached at once.
+            await asyncio.wait(pending, timeout=min(1.0, end - loop.time()))
+        for flow in list(self.flows.values()):
+            if isinstance(flow, AcceptanceFlow) and not flow.detached:
+                flow.interrupt()
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop now: a ``drain`` with no time for calls that are not bridged yet."""
+        await self.drain(0.0)
+
+    def _detach_bridged(self) -> None:
+        for flow in self.flows.values():
+            if isinstance(flow, AcceptanceFlow):
+                flow.detach()
+            else:
+                flow.detached = True
+
+    def _is_detached(self, request_id: int) -> bool:
+        flow = self.flows.get(request_id)
+        return flow is not None and flow.detached
 
     async def _loop(self) -> None:
         while not self._closing:
@@ -73,72 +123,106 @@ class Dispatcher:
                 # Asterisk is away: requests wait in the database, nothing is dialled.
                 await _wait_event(self._wake, 1.0)
                 continue
+            timeout = IDLE_POLL
             try:
-                while self._ready() and (job := await claims.claim_next(self.pool)) is not None:
+                while self._ready() and (job := await self._claim()) is not None:
                     self._spawn(job)
                 due = await claims.next_due(self.pool)
-            except (IvrError, OSError) as err:
-                log.warning("dispatcher.store_error", error=str(err))
-                due = None
+                if due is not None:
+                    timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
+            except RETRY_LATER as err:
+                # PostgreSQL restarting or failing over: look again shortly, never give up.
+                log.warning("dispatcher.store_error", error=repr(err))
+                timeout = STORE_ERROR_PAUSE
             self.idle.set() if not self.tasks else self.idle.clear()
-            timeout = IDLE_POLL
-            if due is not None:
-                timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             await _wait_event(self._wake, timeout)
 
+    async def _claim(self) -> Job | None:
+        return await claims.claim_next(self.pool, self.engine_id)
+
     def _spawn(self, job: Job) -> None:
-        task = asyncio.create_task(self._supervise(job), name=f"request-{job.request_id}")
-        self.tasks[job.request_id] = task
+        flow = AcceptanceFlow(self.deps, job)
+        self.flows[job.request_id] = flow
+        self._track(job.request_id, self._supervise(job, flow), f"request-{job.request_id}")
+
+    def watch(self, request_id: int, watch: ConsultationWatch) -> None:
+        """Run an adopted consultation's watch as one of this dispatcher's tasks."""
+        self.flows[request_id] = watch
+        self._track(request_id, self._run_watch(request_id, watch), f"adopted-{request_id}")
+
+    def _track(self, request_id: int, work: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self.tasks[request_id] = task
         self.idle.clear()
 
-    async def _supervise(self, job: Job) -> None:
+    async def _run_watch(self, request_id: int, watch: ConsultationWatch) -> None:
+        structlog.contextvars.bind_contextvars(request_id=request_id, adopted=True)
+        try:
+            await watch.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consultation.watch_crashed")
+        finally:
+            self._forget(request_id)
+            structlog.contextvars.unbind_contextvars("request_id", "adopted")
+
+    async def _supervise(self, job: Job, flow: AcceptanceFlow) -> None:
         structlog.contextvars.bind_contextvars(
             request_id=job.request_id, expert_id=job.expert_id, attempt=job.attempt_no
         )
         log.info("request.dialing_expert")
         try:
-            await AcceptanceFlow(self.deps, job).run()
+            await flow.run()
         except asyncio.CancelledError:
-            await finish(self._put_back(job.request_id))
+            if not flow.detached:
+                await finish(self._put_back(job.request_id))
             raise
         except Exception:
             log.exception("request.flow_crashed")
             await finish(self._fail(job.request_id))
         finally:
-            self.tasks.pop(job.request_id, None)
-            view = None
-            try:
-                view = await finish(waiting.get(self.pool, job.request_id))
-            except Exception:
-                pass
-            log.info("request.flow_done", state=view.state.value if view else "unknown")
+            self._forget(job.request_id)
+            log.info("request.flow_done", detached=flow.detached)
             structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
             self.poke()
 
+    def _forget(self, request_id: int) -> None:
+        self.tasks.pop(request_id, None)
+        self.flows.pop(request_id, None)
+
     async def _put_back(self, request_id: int) -> None:
-        """An engine stop or a leaving client cut the flow: keep the request consistent."""
-        view = await waiting.get(self.pool, request_id)
+        """The engine stopped this call before its bridge (or a leaving client did): keep
+        the request consistent; an interrupted call costs nobody an attempt."""
+        view = await durably(lambda: waiting.get(self.pool, request_id), "read request")
         try:
             if view.state in (S.RINGING_EXPERT, S.RINGING_CLIENT):
-                await waiting.move(self.pool, request_id, view.state, S.WAITING, "engine_stopped")
-            elif view.state is S.CONNECTED:
-                await consultations.finish(self.pool, request_id, end=None, ended_by="engine")
+                await durably(
+                    lambda: waiting.interrupted(self.pool, request_id, view.state),
+                    "request interrupted",
+                )
+            elif view.state is S.CONNECTED:  # cancelled between the bridge and its watch
+                await durably(
+                    lambda: consultations.finish(
+                        self.pool, request_id, end=None, ended_by="engine"
+                    ),
+                    "consultation end",
+                )
         except Conflict:
             pass
 
     async def _fail(self, request_id: int) -> None:
-        """The flow crashed (Asterisk or PostgreSQL went away mid-call): retry, lose nothing."""
-        settings = self.deps.settings
+        """The flow crashed (Asterisk went away mid-call, a bug): an engine-side problem is
+        nobody's fault, so the request goes back like an interrupted one, unless the engine
+        keeps failing on it (then ``failed``, for a person to look at)."""
         try:
-            view = await waiting.get(self.pool, request_id)
+            view = await durably(lambda: waiting.get(self.pool, request_id), "read request")
             if view.state in (S.RINGING_EXPERT, S.RINGING_CLIENT):
-                await waiting.missed(
-                    self.pool,
-                    request_id,
-                    retry_delay=settings.retry_delay,
-                    max_attempts=settings.max_attempts,
-                    reason="engine_error",
-                )
+                if await waiting.interruptions(self.pool, request_id) < MAX_INTERRUPTIONS:
+                    await waiting.interrupted(self.pool, request_id, view.state)
+                    return
+                await waiting.move(self.pool, request_id, view.state, S.FAILED, "engine_error")
             elif view.state is S.CONNECTED:
                 await consultations.finish(self.pool, request_id, end=None, ended_by="engine")
         except Exception:
@@ -149,32 +233,6 @@ class Dispatcher:
                     await waiting.move(self.pool, request_id, view.state, S.FAILED, "engine_error")
             except Exception:
                 log.exception("request.failed_state_not_recorded")
-
-
-async def recover_orphans(dispatcher: Dispatcher) -> int:
-    """Finish requests left active by an engine that stopped without closing them.
-
-    Their calls are hung up and the request goes back to the waiting list (a consultation
-    that was connected is closed and billed until now). Runs when ARI (re)connects.
-    """
-    calls = dispatcher.deps.calls
-    pool = dispatcher.pool
-    orphans = await claims.orphans(pool, set(dispatcher.tasks))
-    for request_id, state, channels in orphans:
-        for channel_id in channels:
-            await calls.adopt(channel_id, "en").hangup()
-            calls.legs.pop(channel_id, None)
-        try:
-            if state is S.CONNECTED:
-                await consultations.finish(pool, request_id, end=None, ended_by="engine")
-            else:
-                await waiting.move(pool, request_id, state, S.WAITING, "engine_restarted")
-        except Conflict:
-            continue
-        log.warning("request.recovered", request_id=request_id, was=state.value)
-    if orphans:
-        dispatcher.poke()
-    return len(orphans)
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:

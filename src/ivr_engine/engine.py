@@ -20,11 +20,13 @@ from ivr_engine.ami import AmiMonitor
 from ivr_engine.ari.client import AriClient
 from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
-from ivr_engine.dispatcher import Dispatcher, recover_orphans
+from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.errors import IvrError
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.inbound import InboundCalls
+from ivr_engine.lease import Lease
 from ivr_engine.mail import OutboxConfig, OutboxSender
+from ivr_engine.recovery import Recovery
 from ivr_engine.services import RequestActions
 from ivr_engine.store import connect_pool, migrate
 from ivr_engine.store.notify import OUTBOX, REQUESTS, Listener
@@ -56,6 +58,8 @@ class Engine:
         self.dispatcher: Dispatcher | None = None
         self.mailer: OutboxSender | None = None
         self.inbound: InboundCalls | None = None
+        self.lease: Lease | None = None
+        self.recovery: Recovery | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
@@ -69,14 +73,21 @@ class Engine:
         s = self.settings
         self._pool = pool = await connect_pool(s.database_url.get_secret_value())
         await migrate(pool)
+        self.lease = lease = Lease(pool, s.ari_app, s.lease_seconds)
+        await lease.register()
         deps = FlowDeps(settings=s, pool=pool, calls=self.calls)
-        self.dispatcher = dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
+        self.dispatcher = dispatcher = Dispatcher(
+            deps, ready=self.ari.connected.is_set, engine_id=lease.id
+        )
+        self.recovery = Recovery(dispatcher, engine_id=lease.id, lease=s.lease_seconds)
+        lease.recover = self._recover
         self.actions = RequestActions(pool, cancel_flow=dispatcher.cancel_request)
         self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
         self.inbound = InboundCalls(deps)
         self.listener.on(REQUESTS, dispatcher.poke)
         self.listener.on(OUTBOX, lambda _payload: mailer.poke())
         mailer.start()
+        lease.start()
         self.listener.start()
         self.calls.on_inbound(self.inbound.route)
         self.ari.on_connected(self._on_ari_connected)
@@ -97,12 +108,23 @@ class Engine:
             log.info("http.listening", host=s.http_host, port=self.http_port)
 
     async def _on_ari_connected(self) -> None:
-        # Runs before the first request is dispatched: orphans of a previous run first.
-        assert self.dispatcher is not None
-        await recover_orphans(self.dispatcher)
-        if self.dispatcher._loop_task is None:
+        # Runs before the first request is dispatched: the calls of a stopped engine first.
+        assert self.dispatcher is not None and self.lease is not None
+        await self._recover(self.lease.trusted())
+        if self.dispatcher._loop_task is None and not self.dispatcher.draining:
             self.dispatcher.start()
         self.dispatcher.poke()
+
+    async def _recover(self, stale_ok: bool) -> None:
+        if self.recovery is not None and self.ari.connected.is_set():
+            await self.recovery.run(stale_ok=stale_ok)
+
+    async def drain(self, deadline: float) -> None:
+        """SIGTERM: take no new work, leave bridged consultations up for the next engine,
+        give calls not yet bridged ``deadline`` seconds, then end them politely."""
+        log.info("engine.draining", deadline=deadline)
+        if self.dispatcher is not None:
+            await self.dispatcher.drain(deadline)
 
     async def health(self) -> dict[str, Any]:
         db_ok = False
@@ -132,6 +154,8 @@ class Engine:
             await self.dispatcher.close()
         if self.inbound is not None:
             await self.inbound.close()
+        if self.lease is not None:
+            await self.lease.release()
         if self.mailer is not None:
             await self.mailer.close()
         await self.ami.close()
@@ -150,6 +174,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        await engine.drain(settings.drain_seconds)
     finally:
         log.info("engine.stopping")
         await engine.close()

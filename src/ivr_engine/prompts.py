@@ -41,6 +41,10 @@ class Prompt(StrEnum):
     REFUSED_GOODBYE = "refused_goodbye"
     SERVICE_UNAVAILABLE = "service_unavailable"
     GOODBYE = "goodbye"
+    # The engine must end a call it cannot carry on (a restart before the bridge).
+    CALL_INTERRUPTED = "call_interrupted"
+    # Played into the bridge a minute before the longest consultation allowed ends.
+    CONSULTATION_ENDING = "consultation_ending"
     # The expert's phone menu (the planning number).
     MENU_WELCOME = "menu_welcome"
     ENTER_EXPERT_CODE = "enter_expert_code"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,8 @@ from ivr_devkit.simphones import PhoneBook
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.transcript import transcript
+
+from .processes import EngineProcess
 
 API_TOKEN = "e2e-token"
 
@@ -158,6 +161,38 @@ async def harness(
         assert not engine.calls.legs, list(engine.calls.legs)
         assert not engine.calls.bridge_entries, list(engine.calls.bridge_entries)
     assert not unhandled, [c.get("message") for c in unhandled]
+
+
+@pytest.fixture
+async def engine_process(
+    sandbox: SandboxInfo, dsn: str, phones: PhoneBook, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[EngineProcess]]]:
+    """Start engines as processes of their own; every one is ended at teardown."""
+    started: list[EngineProcess] = []
+
+    async def start(**overrides: str) -> EngineProcess:
+        env = {
+            **sandbox.engine_env(),
+            "IVR_DATABASE_URL": dsn,
+            "IVR_API_TOKEN": API_TOKEN,
+            "IVR_LINK_SECRET": "e2e-link-secret",
+            "IVR_DIAL_ROUTES": json.dumps(phones.routes()),
+            "IVR_RING_TIMEOUT": "4",
+            "IVR_RETRY_DELAY": "3",
+            "IVR_DIGIT_TIMEOUT": "4",
+            "IVR_LOG_FORMAT": "json",
+            **{f"IVR_{key.upper()}": value for key, value in overrides.items()},
+        }
+        engine = EngineProcess(env, tmp_path / f"engine-{len(started)}.log")
+        started.append(engine)
+        await engine.start()
+        return engine
+
+    try:
+        yield start
+    finally:
+        for engine in started:
+            await engine.stop()
 
 
 def money(value: str) -> Decimal:

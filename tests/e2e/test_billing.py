@@ -4,22 +4,19 @@ expert's earnings email arrives through a real SMTP server."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from email import message_from_bytes
 from typing import Any
 
-import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
 from ivr_devkit.simphones import PhoneBook, answer
-from ivr_engine.ari.models import parse_ari_time
 
 from .conftest import Harness
+from .observer import observing
 
 pytestmark = pytest.mark.e2e
 
@@ -52,23 +49,6 @@ async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-async def _watch_bridges(info: Any, seen: list[dict[str, Any]], ready: asyncio.Event) -> None:
-    """An observer application subscribed to everything: what Asterisk says happened."""
-    url = info.ari_url.replace("http", "ws", 1) + "/events"
-    token = base64.b64encode(f"{info.ari_user}:{info.ari_password}".encode()).decode()
-    headers = {"Authorization": f"Basic {token}"}
-    params = {"app": "billing-observer", "subscribeAll": "true"}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.ws_connect(url, params=params, headers=headers) as ws,
-    ):
-        ready.set()
-        async for msg in ws:
-            event = json.loads(msg.data)
-            if event["type"] in ("ChannelEnteredBridge", "ChannelLeftBridge"):
-                seen.append(event)
-
-
 async def test_bridged_call_is_billed_and_expert_is_emailed(
     harness: Callable[..., Awaitable[Harness]],
     phones: PhoneBook,
@@ -78,23 +58,13 @@ async def test_bridged_call_is_billed_and_expert_is_emailed(
     await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
     await phones.phone(CLIENT, answer(hangup_after_ms=9000))
     h = await harness(smtp_port=smtp_port, mail_from="billing@ivr.test")
-    seen: list[dict[str, Any]] = []
-    ready = asyncio.Event()
-    watcher = asyncio.create_task(_watch_bridges(h.info, seen, ready))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
+    async with observing(h.info) as observer:
         expert_id = await h.expert(EXPERT, rate="2.50")
         request_id = await h.request(expert_id, CLIENT)
         assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
         await asyncio.wait_for(inbox.arrived.wait(), 30)
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-
-    entered = [parse_ari_time(e["timestamp"]) for e in seen if e["type"] == "ChannelEnteredBridge"]
-    left = [parse_ari_time(e["timestamp"]) for e in seen if e["type"] == "ChannelLeftBridge"]
-    assert len(entered) == 2 and len(left) >= 1, seen
-    asterisk_seconds = (min(left) - max(entered)).total_seconds()
+    assert len(observer.times("ChannelEnteredBridge")) == 2
+    asterisk_seconds = observer.bridged_seconds()
 
     status, page = await h.api("GET", f"/api/v1/consultations?expert_id={expert_id}")
     assert status == 200 and len(page["items"]) == 1

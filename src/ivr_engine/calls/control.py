@@ -30,6 +30,9 @@ from ivr_engine.errors import AriError, AriNotFound, AriUnavailable, OriginateFa
 log = structlog.get_logger(__name__)
 
 InboundHandler = Callable[[StasisStart], None]
+# The hangup text of a leg found gone after the event socket was back: its end time is only
+# when the engine noticed, so a bill must take the end from Asterisk's own record (CEL).
+LOST_WHILE_DISCONNECTED = "lost while disconnected"
 
 
 class CallControl:
@@ -39,6 +42,7 @@ class CallControl:
         self.bridge_entries: dict[str, dict[str, datetime]] = {}
         self._bridge_waiters: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._inbound: InboundHandler | None = None
+        self._plays = 0
         ari.on_event(self._route)
         ari.on_connected(self.resync)
 
@@ -115,6 +119,46 @@ class CallControl:
                 self._bridge_waiters.pop(bridge_id, None)
         return max(entries.values())
 
+    async def play_to_bridge(self, bridge_id: str, media: str, language: str) -> None:
+        """Play ``media`` to everyone in the bridge (does not wait for it to finish)."""
+        self._plays += 1
+        await self.ari.request(
+            "POST",
+            f"/bridges/{bridge_id}/play",
+            params={"media": media, "lang": language, "playbackId": f"{bridge_id}-{self._plays}"},
+        )
+
+    async def bridge_channels(self, bridge_id: str) -> list[str] | None:
+        """The channels Asterisk has in the bridge now; None if the bridge is gone."""
+        try:
+            bridge = await self.ari.request("GET", f"/bridges/{bridge_id}")
+        except AriNotFound:
+            return None
+        return [str(c) for c in bridge.get("channels", [])]
+
+    async def channel_state(self, channel_id: str) -> str | None:
+        """Asterisk's state of the channel ("Up", "Ringing", ...); None if it is gone."""
+        try:
+            channel = await self.ari.request("GET", f"/channels/{channel_id}")
+        except AriNotFound:
+            return None
+        return str(channel.get("state", ""))
+
+    async def subscribe(self, *, channels: list[str], bridges: list[str]) -> None:
+        """Receive the events of channels and bridges that another application (a dead
+        engine's) created; harmless for this application's own."""
+        sources = [f"channel:{c}" for c in channels] + [f"bridge:{b}" for b in bridges]
+        if not sources:
+            return
+        try:
+            await self.ari.request(
+                "POST",
+                f"/applications/{self.ari.app}/subscription",
+                params={"eventSource": sources},
+            )
+        except AriError as err:  # one of them is gone already: the caller checks each
+            log.info("ari.subscribe_partial", error=str(err))
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         self.bridge_entries.pop(bridge_id, None)
         try:
@@ -164,7 +208,7 @@ class CallControl:
             state = next((c.get("state") for c in channels if c["id"] == leg.id), None)
             if leg.id not in alive:
                 log.warning("ari.resync_channel_gone", channel_id=leg.id)
-                leg._on_destroyed(0, "lost while disconnected", now)
+                leg._on_destroyed(0, LOST_WHILE_DISCONNECTED, now)
                 continue
             if state == "Up" and not leg.is_answered:
                 leg._on_stasis_start(now)

@@ -19,14 +19,17 @@ from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import Hangup, OriginateFailed
+from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, rate_media, sound_uri
 from ivr_engine.store import attempts, consultations, waiting
+from ivr_engine.store.retry import durably
 
 log = structlog.get_logger(__name__)
 S = RequestState
 
 BUSY_CAUSES = {17}  # Q.850 user busy
+INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" on a stop
 
 
 class AcceptanceFlow:
@@ -37,6 +40,9 @@ class AcceptanceFlow:
         self.pool = deps.pool
         self.calls = deps.calls
         self.legs: list[Leg] = []
+        self.watch: ConsultationWatch | None = None
+        self.detached = False  # the engine stops and leaves the bridged call up
+        self.interrupted = False  # the engine stops before the bridge
         self.ended: set[str] = set()  # channel ids whose attempt row is final
 
     def media(self, prompt: Prompt) -> str:
@@ -125,7 +131,7 @@ class AcceptanceFlow:
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
             await self._end_attempt(expert, "client_unreachable", choice="1")
             return
-        await attempts.answered(self.pool, client.id, client.answered_at or _now())
+        await self._answered(client)
 
         try:
             await client.play(self.media(Prompt.CLIENT_EXPERT_ACCEPTED))
@@ -152,42 +158,65 @@ class AcceptanceFlow:
             await expert.stop_moh()
             await self.calls.add_to_bridge(bridge_id, expert, client)
             start = await self.calls.wait_bridged(bridge_id, 2, timeout=10)
-            await consultations.begin(
-                self.pool,
-                job,
-                tariff_for(job, self.settings),
-                bridge_id=bridge_id,
-                expert_channel=expert.id,
-                client_channel=client.id,
-                start=start,
+            tariff = tariff_for(job, self.settings)
+            await durably(
+                lambda: consultations.begin(
+                    self.pool,
+                    job,
+                    tariff,
+                    bridge_id=bridge_id,
+                    expert_channel=expert.id,
+                    client_channel=client.id,
+                    start=start,
+                ),
+                "consultation start",
             )
-            log.info("consultation.started", bridge_id=bridge_id)
-            first = await _first_hangup(expert, client)
-            end = first.ended_at or _now()
-            ended_by = "expert" if first is expert else "client"
-            other = client if first is expert else expert
-            await other.hangup()
-            try:
-                await other.wait_hangup(timeout=10)
-            except TimeoutError:
-                log.warning("call.hangup_unconfirmed", channel_id=other.id)
-            await self._end_attempt(expert, "completed", choice="1" if job.acceptance_ivr else None)
-            await self._end_attempt(client, "completed")
-            # Last: `completed` means every row of the consultation is final.
-            bill = await consultations.finish(self.pool, job.request_id, end=end, ended_by=ended_by)
-            seconds = bill.billed_seconds if bill else None
-            log.info("consultation.ended", ended_by=ended_by, billed_seconds=seconds)
-        finally:
+        except BaseException:
             await finish(self.calls.destroy_bridge(bridge_id))
+            raise
+        log.info("consultation.started", bridge_id=bridge_id)
+        call = Bridged(
+            request_id=job.request_id,
+            bridge_id=bridge_id,
+            expert=expert,
+            client=client,
+            start=start,
+            expert_choice="1" if job.acceptance_ivr else None,
+        )
+        self.watch = ConsultationWatch(self.deps, call)
+        self.ended.update((expert.id, client.id))  # the watch ends their attempt rows
+        await self.watch.run()
+
+    def detach(self) -> bool:
+        """The engine is stopping: if the consultation is bridged, leave it up for the next
+        engine (no hangup, no bridge destroyed, no state change). False before the bridge."""
+        if self.watch is None:
+            return False
+        self.watch.detached = True
+        self.detached = True
+        return True
+
+    def interrupt(self) -> None:
+        """The engine is stopping before the bridge: say so to whoever answered, hang up."""
+        self.interrupted = True
 
     # -- pieces --------------------------------------------------------------------------
     async def _move(self, current: RequestState, target: RequestState, reason: str) -> None:
-        await waiting.move(self.pool, self.job.request_id, current, target, reason)
+        # PostgreSQL away: the call carries on (the caller hears music or a prompt) while the
+        # move waits; a real conflict is raised at once.
+        request_id = self.job.request_id
+        await durably(
+            lambda: waiting.move(self.pool, request_id, current, target, reason), "state move"
+        )
 
     async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
         endpoint = dial_string(number, self.settings.dial_routes)
-        channel_id = await attempts.new(
-            self.pool, self.job.request_id, leg=leg, purpose=purpose, dial_string=endpoint
+        request_id = self.job.request_id
+        channel_id = await durably(
+            lambda: attempts.new(
+                self.pool, request_id, leg=leg, purpose=purpose, dial_string=endpoint
+            ),
+            "attempt intent",
         )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
@@ -213,8 +242,12 @@ class AcceptanceFlow:
         except OriginateFailed as err:
             await self._attempt_failed(leg, err)
             return err
-        await attempts.answered(self.pool, leg.id, leg.answered_at or _now())
+        await self._answered(leg)
         return None
+
+    async def _answered(self, leg: Leg) -> None:
+        at = leg.answered_at or _now()
+        await durably(lambda: attempts.answered(self.pool, leg.id, at), "attempt answered")
 
     async def _tell_client_declined(self) -> None:
         job = self.job
@@ -232,12 +265,16 @@ class AcceptanceFlow:
         await leg.hangup()
 
     async def _expert_missed(self, reason: str) -> None:
-        view = await waiting.missed(
-            self.pool,
-            self.job.request_id,
-            retry_delay=self.settings.retry_delay,
-            max_attempts=self.settings.max_attempts,
-            reason=reason,
+        s = self.settings
+        view = await durably(
+            lambda: waiting.missed(
+                self.pool,
+                self.job.request_id,
+                retry_delay=s.retry_delay,
+                max_attempts=s.max_attempts,
+                reason=reason,
+            ),
+            "expert missed",
         )
         log.info("request.expert_missed", reason=reason, state=view.state.value)
 
@@ -247,52 +284,65 @@ class AcceptanceFlow:
         outcome = "busy" if err.cause in BUSY_CAUSES else "no_answer"
         if err.cause_txt.startswith("originate refused"):
             outcome = "failed"
-        await attempts.ended(
-            self.pool,
-            leg.id,
-            outcome=outcome,
-            ended_at=leg.ended_at,
-            cause=err.cause,
-            cause_text=err.cause_txt,
-            dtmf="".join(leg.dtmf_log),
-        )
+        await self._record_end(leg, outcome, cause=err.cause, cause_text=err.cause_txt)
 
     async def _end_attempt(self, leg: Leg, outcome: str, choice: str | None = None) -> None:
         self.ended.add(leg.id)
         if leg.is_gone:
             await leg.destroyed(timeout=2)
-        await attempts.ended(
-            self.pool,
-            leg.id,
-            outcome=outcome,
-            ended_at=leg.ended_at,
-            cause=leg.hangup_cause,
-            cause_text=leg.hangup_text,
-            dtmf="".join(leg.dtmf_log),
-            choice=choice,
+        await self._record_end(
+            leg, outcome, cause=leg.hangup_cause, cause_text=leg.hangup_text, choice=choice
+        )
+
+    async def _record_end(
+        self,
+        leg: Leg,
+        outcome: str,
+        *,
+        cause: int | None,
+        cause_text: str,
+        choice: str | None = None,
+    ) -> None:
+        ended_at, dtmf = leg.ended_at, "".join(leg.dtmf_log)
+        await durably(
+            lambda: attempts.ended(
+                self.pool,
+                leg.id,
+                outcome=outcome,
+                ended_at=ended_at,
+                cause=cause,
+                cause_text=cause_text,
+                dtmf=dtmf,
+                choice=choice,
+            ),
+            "attempt end",
         )
 
     async def _cleanup(self) -> None:
+        if self.detached:  # the call stays up: the next engine adopts it
+            for leg in self.legs:
+                self.calls.forget(leg)
+            return
+        if self.interrupted:
+            await self._say_sorry()
         for leg in self.legs:
             try:
                 await leg.hangup()
                 if leg.id not in self.ended:
-                    await self._end_attempt(leg, "cancelled")
+                    await self._end_attempt(leg, "interrupted" if self.interrupted else "cancelled")
             except Exception:
                 log.exception("call.cleanup_failed", channel_id=leg.id)
             self.calls.forget(leg)
 
-
-async def _first_hangup(a: Leg, b: Leg) -> Leg:
-    wa = asyncio.ensure_future(a.wait_hangup())
-    wb = asyncio.ensure_future(b.wait_hangup())
-    try:
-        done, _ = await asyncio.wait({wa, wb}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in (wa, wb):
-            t.cancel()
-        await asyncio.gather(wa, wb, return_exceptions=True)
-    return a if wa in done else b
+    async def _say_sorry(self) -> None:
+        """Whoever is on the line hears why the call ends (bounded: the engine is stopping)."""
+        live = [leg for leg in self.legs if leg.is_answered and not leg.is_gone]
+        plays = [leg.play(self.media(Prompt.CALL_INTERRUPTED)) for leg in live]
+        try:
+            async with asyncio.timeout(INTERRUPT_PROMPT_BUDGET):
+                await asyncio.gather(*plays, return_exceptions=True)
+        except TimeoutError:
+            pass
 
 
 def tariff_for(job: Job, settings: Settings) -> Tariff:

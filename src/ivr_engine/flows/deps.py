@@ -15,3 +15,9 @@ class FlowDeps:
     settings: Settings
     pool: asyncpg.Pool
     calls: CallControl
+    # Where Asterisk's CEL rows are read (IVR_CEL_DATABASE_URL); None: the engine's database.
+    cel_pool: asyncpg.Pool | None = None
+
+    @property
+    def cel(self) -> asyncpg.Pool:
+        return self.cel_pool or self.pool

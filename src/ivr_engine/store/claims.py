@@ -1,4 +1,4 @@
-"""Claims: which waiting request is rung next, and which active requests nobody runs.
+"""Claims: which waiting request is rung next, and by which engine.
 
 A claim moves one due request whose expert is free to ``ringing_expert`` in one
 statement. The partial unique index on active requests makes a concurrent claim for the
@@ -7,6 +7,7 @@ same expert (by this engine or another one) fail instead of ringing the expert t
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import asyncpg
@@ -18,13 +19,15 @@ from ivr_engine.store.waiting import ACTIVE, event
 S = RequestState
 
 
-async def claim_next(pool: asyncpg.Pool) -> Job | None:
-    """Take the next due request whose expert is free, moving it to ringing_expert."""
+async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job | None:
+    """Take the next due request whose expert is free, moving it to ringing_expert and
+    recording ``owner``, the engine that will run its call. Requests whose call an engine
+    interrupted come first."""
     async with pool.acquire() as conn:
         for _ in range(5):
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(_CLAIM_SQL, ACTIVE)
+                    row = await conn.fetchrow(_CLAIM_SQL, ACTIVE, owner)
                     if row is None:
                         return None
                     await event(
@@ -39,20 +42,6 @@ async def claim_next(pool: asyncpg.Pool) -> Job | None:
 async def next_due(pool: asyncpg.Pool) -> datetime | None:
     """When the earliest request whose expert is free becomes due (None: nothing waits)."""
     return await pool.fetchval(_NEXT_DUE_SQL, ACTIVE)  # type: ignore[no-any-return]
-
-
-async def orphans(pool: asyncpg.Pool, owned: set[int]) -> list[tuple[int, RequestState, list[str]]]:
-    """Active requests no flow of this engine owns, with the channel ids they dialled."""
-    rows = await pool.fetch(
-        "SELECT r.id, r.state, coalesce(array_agg(a.channel_id)"
-        " FILTER (WHERE a.channel_id IS NOT NULL), '{}') AS channels"
-        " FROM requests r LEFT JOIN call_attempts a ON a.request_id = r.id"
-        " WHERE r.state = ANY($1::text[]) AND NOT (r.id = ANY($2::bigint[]))"
-        " GROUP BY r.id, r.state",
-        ACTIVE,
-        list(owned),
-    )
-    return [(r["id"], RequestState(r["state"]), list(r["channels"])) for r in rows]
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -94,11 +83,12 @@ _NEXT_DUE_SQL = f"SELECT min({_DUE_AT}) {_FREE}"
 _CLAIM_SQL = f"""
 WITH picked AS (
     SELECT w.id {_FREE} AND {_DUE_AT} <= now()
-    ORDER BY w.next_attempt_at, w.id
+    ORDER BY w.priority DESC, w.next_attempt_at, w.id
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
 )
-UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1, updated_at = now()
+UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1, updated_at = now(),
+                      owner = $2, priority = false
 FROM picked, experts e, clients c
 WHERE r.id = picked.id AND e.id = r.expert_id AND c.id = r.client_id
 RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,

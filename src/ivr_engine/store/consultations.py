@@ -58,6 +58,13 @@ async def finish(
     return None if closed is None else closed[1]
 
 
+async def seen_at(pool: asyncpg.Pool, request_id: int) -> datetime | None:
+    """The last time an engine saw this consultation's bridge up (its lease heartbeat)."""
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        "SELECT seen_at FROM consultations WHERE request_id = $1", request_id
+    )
+
+
 async def _insert(
     conn: asyncpg.Connection,
     job: Job,
@@ -73,8 +80,8 @@ async def _insert(
             "INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,"
             " expert_channel_id, client_channel_id, rate_per_minute, bridge_start,"
             " category, line_type, transfer_per_minute, transfer_factor, transfer_rule,"
-            " commission_percent, granularity_seconds, minimum_seconds)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) RETURNING id",
+            " commission_percent, granularity_seconds, minimum_seconds, seen_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$8) RETURNING id",
             job.request_id,
             job.expert_id,
             job.client_id,

@@ -164,6 +164,39 @@ async def missed(
     return view
 
 
+async def interrupted(
+    pool: asyncpg.Pool, request_id: int, current: RequestState, *, ended_at: datetime | None = None
+) -> RequestView:
+    """The engine, not the expert or the client, cut this call before the bridge (a stop, a
+    crash): the request goes back to the head of the waiting list, its attempt not counted,
+    and its open call attempts are closed as interrupted."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE requests SET attempts = greatest(attempts - 1, 0), priority = true,"
+            " next_attempt_at = now(), owner = NULL WHERE id = $1 AND state = $2",
+            request_id,
+            current.value,
+        )
+        await conn.execute(
+            "UPDATE call_attempts SET outcome = 'interrupted', ended_at = coalesce($2, now())"
+            " WHERE request_id = $1 AND ended_at IS NULL",
+            request_id,
+            ended_at,
+        )
+        return await move_in(conn, request_id, current, S.WAITING, "engine_interrupted")
+
+
+async def interruptions(pool: asyncpg.Pool, request_id: int) -> int:
+    """How many times the engine cut this request's call before its bridge."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM request_events WHERE request_id = $1"
+            " AND detail = 'engine_interrupted'",
+            request_id,
+        )
+    )
+
+
 async def refuse_all(pool: asyncpg.Pool, expert_id: int, proposal: datetime | None) -> int:
     """The expert refuses every waiting client at once: each is refused, offered the
     appointment ``proposal`` and told by email, in one transaction. Returns how many."""

@@ -1,0 +1,156 @@
+"""Adopting the calls of an engine that stopped or died.
+
+Asterisk keeps every call up when an engine goes away (channels stay in Stasis and in their
+bridges), and PostgreSQL says which requests that engine was running. For each request whose
+owner stopped cleanly or let its lease expire, one engine takes ownership (a compare-and-set,
+so two survivors never both adopt it) and then, from what Asterisk shows now:
+
+- a consultation whose bridge still holds both phones is watched again, and ended and billed
+  when a party hangs up, as if nothing had happened;
+- a consultation that ended while nobody watched is billed until the end Asterisk recorded
+  (CEL), or when that record is missing until the last time an engine saw the bridge up
+  (``seen_at``), never until "now"; the phone left behind is hung up;
+- a call that had not reached its bridge is ended politely, and its request goes back to the
+  head of the waiting list without counting the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import structlog
+
+from ivr_engine.calls import CallControl, Leg
+from ivr_engine.dispatcher import Dispatcher
+from ivr_engine.domain.requests import RequestState
+from ivr_engine.errors import AriError, AriUnavailable, Conflict
+from ivr_engine.flows.consultation import Bridged, ConsultationWatch
+from ivr_engine.prompts import Prompt, sound_uri
+from ivr_engine.store import attempts, cel, consultations, engines, waiting
+from ivr_engine.store.engines import Abandoned
+
+log = structlog.get_logger(__name__)
+S = RequestState
+
+SORRY_BUDGET = 8.0  # seconds for "sorry, we have to end this call"
+
+
+class Recovery:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        engine_id: uuid.UUID,
+        lease: float,
+        cel_pool: asyncpg.Pool | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.deps = dispatcher.deps
+        self.calls: CallControl = dispatcher.deps.calls
+        self.pool = dispatcher.pool
+        self.engine_id = engine_id
+        self.lease = lease
+        self.cel_pool = cel_pool or dispatcher.deps.cel
+        self._lock = asyncio.Lock()
+
+    async def run(self, *, stale_ok: bool) -> int:
+        """Adopt or end what no live engine runs; returns how many requests were taken."""
+        if self.dispatcher.draining:
+            return 0
+        async with self._lock:
+            found = await engines.abandoned(
+                self.pool, self.engine_id, self.lease, stale_ok=stale_ok
+            )
+            taken = 0
+            for item in found:
+                if not await engines.take(
+                    self.pool, item.request_id, item.owner, self.engine_id, self.lease
+                ):
+                    continue
+                taken += 1
+                log.warning("request.adopting", request_id=item.request_id, state=item.state.value)
+                try:
+                    if item.state is S.CONNECTED and item.bridge_id is not None:
+                        await self._consultation(item)
+                    else:
+                        await self._interrupted(item)
+                except (AriError, AriUnavailable) as err:
+                    log.warning("request.adopt_failed", request_id=item.request_id, error=str(err))
+            if taken:
+                self.dispatcher.poke()
+            return taken
+
+    async def _consultation(self, item: Abandoned) -> None:
+        assert item.bridge_id and item.expert_channel and item.client_channel
+        assert item.bridge_start is not None
+        # Legs first, so that an event arriving once subscribed is routed; then ask.
+        expert = self.calls.adopt(item.expert_channel, item.expert_language)
+        client = self.calls.adopt(item.client_channel, item.expert_language)
+        await self.calls.subscribe(channels=[expert.id, client.id], bridges=[item.bridge_id])
+        present = await self.calls.bridge_channels(item.bridge_id) or []
+        call = Bridged(
+            request_id=item.request_id,
+            bridge_id=item.bridge_id,
+            expert=expert,
+            client=client,
+            start=item.bridge_start,
+            expert_choice="1" if item.acceptance_ivr else None,
+        )
+        if expert.id in present and client.id in present and not (expert.is_gone or client.is_gone):
+            log.info("consultation.adopted", request_id=item.request_id)
+            self.dispatcher.watch(item.request_id, ConsultationWatch(self.deps, call))
+            return
+        # It ended while no engine watched: bill until Asterisk's own record of the end.
+        end = await cel.bridge_end(self.cel_pool, [expert.id, client.id], item.bridge_start)
+        ended_by = "unwatched"
+        if end is None:
+            end = item.seen_at or item.bridge_start
+            ended_by = "unwatched_estimated"
+            log.warning("consultation.end_estimated", request_id=item.request_id, end=str(end))
+        for leg in (expert, client):
+            await leg.hangup()
+            if leg.ended_at is None or leg.ended_at > end:
+                leg.ended_at = end
+        watch = ConsultationWatch(self.deps, call)
+        await watch.end_attempt(expert, "completed", call.expert_choice)
+        await watch.end_attempt(client, "completed")
+        try:
+            await consultations.finish(self.pool, item.request_id, end=end, ended_by=ended_by)
+        except Conflict:
+            pass
+        await self.calls.destroy_bridge(item.bridge_id)
+        for leg in (expert, client):
+            self.calls.forget(leg)
+        log.info("consultation.closed_after_the_fact", request_id=item.request_id)
+
+    async def _interrupted(self, item: Abandoned) -> None:
+        """A call before its bridge: sorry, goodbye, and back to the head of the list."""
+        legs = [self.calls.adopt(ch, item.expert_language) for ch in item.channels]
+        await self.calls.subscribe(channels=[leg.id for leg in legs], bridges=[])
+        await asyncio.gather(*(self._say_sorry(leg) for leg in legs))
+        for leg in legs:
+            await attempts.ended(
+                self.pool,
+                leg.id,
+                outcome="interrupted",
+                ended_at=leg.ended_at,
+                cause=leg.hangup_cause,
+                cause_text=leg.hangup_text,
+            )
+            self.calls.forget(leg)
+        try:
+            await waiting.interrupted(self.pool, item.request_id, item.state)
+        except Conflict:
+            pass
+
+    async def _say_sorry(self, leg: Leg) -> None:
+        if await self.calls.channel_state(leg.id) == "Up":
+            media = sound_uri(Prompt.CALL_INTERRUPTED, self.deps.settings.sound_prefix)
+            try:
+                async with asyncio.timeout(SORRY_BUDGET):
+                    await leg.play(media)
+            except Exception as err:  # gone meanwhile, or the prompt is lost: hang up anyway
+                log.info("call.sorry_not_played", channel_id=leg.id, error=repr(err))
+        await leg.hangup()

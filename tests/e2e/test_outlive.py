@@ -1,0 +1,202 @@
+"""Calls outlive the engine: a SIGTERM, a kill -9 or a second engine on the same database
+cuts no call and bills to the second. Engines run as processes of their own, killed for real;
+what Asterisk shows (an observer application, the bridge over ARI) is the judge."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivr_devkit.sandbox import SandboxInfo
+from ivr_devkit.simphones import PhoneBook, answer, no_answer
+
+from .conftest import Harness
+from .observer import observing
+from .processes import EngineProcess
+
+pytestmark = pytest.mark.e2e
+
+EXPERT = "+390600000171"
+CLIENT = "+393330000272"
+LEASE = "3"
+
+
+async def ari_get(info: SandboxInfo, path: str) -> Any:
+    token = base64.b64encode(f"{info.ari_user}:{info.ari_password}".encode()).decode()
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http,
+        http.get(info.ari_url + path) as resp,
+    ):
+        if resp.status == 404:
+            return None
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def api(engine: EngineProcess, method: str, path: str, body: Any = None) -> Any:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": "Bearer e2e-token"}) as http,
+        http.request(method, engine.base + path, json=body) as resp,
+    ):
+        assert resp.status < 300, await resp.text()
+        return await resp.json()
+
+
+async def place(engine: EngineProcess) -> tuple[int, int]:
+    expert = await api(
+        engine,
+        "POST",
+        "/api/v1/experts",
+        {"alias": "Anna", "phone": EXPERT, "rate_per_minute": "1.20", "email": "a@x.org"},
+    )
+    request = await api(
+        engine,
+        "POST",
+        f"/api/v1/experts/{expert['id']}/requests",
+        {"client_phone": CLIENT, "client_alias": "Marco"},
+    )
+    return int(expert["id"]), int(request["id"])
+
+
+async def wait_state(pool: Any, request_id: int, *states: str, timeout: float = 40) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        state = await pool.fetchval("SELECT state FROM requests WHERE id = $1", request_id)
+        if state in states:
+            return str(state)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"request {request_id} never reached {states}")
+
+
+async def test_sigterm_leaves_the_consultation_up_and_the_next_engine_bills_it(
+    harness: Callable[..., Awaitable[Harness]],
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    phones: PhoneBook,
+    sandbox: SandboxInfo,
+    pool: Any,
+) -> None:
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=18000))
+    first = await engine_process(lease_seconds=LEASE)
+    async with observing(sandbox) as observer:
+        _, request_id = await place(first)
+        await wait_state(pool, request_id, "connected")
+        first.send(signal.SIGTERM)
+        assert await first.wait(15) == 0
+        # Nobody watches the call now, and it is still up: both phones in the bridge.
+        bridge = await ari_get(sandbox, f"/bridges/ivr-{request_id}-bridge")
+        assert bridge is not None and len(bridge["channels"]) == 2, bridge
+        assert await pool.fetchval("SELECT state FROM requests WHERE id = $1", request_id) == (
+            "connected"
+        )
+        second = await harness(lease_seconds=float(LEASE))
+        assert await second.wait_state(request_id, "completed", timeout=40) == "completed"
+    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert row["ended_by"] == "client"
+    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1, (
+        row["billed_seconds"],
+        observer.bridged_seconds(),
+    )
+    owner = await pool.fetchval("SELECT owner FROM requests WHERE id = $1", request_id)
+    assert owner == second.engine.lease.id if second.engine.lease else False
+    attempts = await second.attempts(request_id)
+    assert [a["outcome"] for a in attempts] == ["completed", "completed"]
+    assert all(a["ended_at"] is not None for a in attempts)
+    assert await ari_get(sandbox, f"/bridges/ivr-{request_id}-bridge") is None
+
+
+async def test_kill9_while_bridged_the_next_engine_adopts_after_the_lease(
+    harness: Callable[..., Awaitable[Harness]],
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    phones: PhoneBook,
+    sandbox: SandboxInfo,
+    pool: Any,
+) -> None:
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=20000))
+    first = await engine_process(lease_seconds=LEASE)
+    async with observing(sandbox) as observer:
+        _, request_id = await place(first)
+        await wait_state(pool, request_id, "connected")
+        first.send(signal.SIGKILL)
+        await first.wait(10)
+        second = await harness(lease_seconds=float(LEASE))
+        assert await second.wait_state(request_id, "completed", timeout=45) == "completed"
+    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert row["ended_by"] == "client"
+    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1
+    events = await pool.fetch(
+        "SELECT to_state FROM request_events WHERE request_id = $1 ORDER BY id", request_id
+    )
+    # Adopted, not restarted: the request went straight from connected to completed.
+    assert [e["to_state"] for e in events][-2:] == ["connected", "completed"]
+
+
+async def test_kill9_while_the_expert_rings_puts_the_request_back_at_the_head(
+    harness: Callable[..., Awaitable[Harness]],
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    phones: PhoneBook,
+    sandbox: SandboxInfo,
+    pool: Any,
+) -> None:
+    ringing = await phones.phone(EXPERT, no_answer())
+    first = await engine_process(lease_seconds=LEASE, ring_timeout="30")
+    _, request_id = await place(first)
+    await ringing.wait_received("INVITE", timeout=10)
+    first.send(signal.SIGKILL)
+    await first.wait(10)
+    channels = await ari_get(sandbox, "/channels")
+    assert any(c["id"].startswith(f"ivr-{request_id}-") for c in channels)  # still ringing
+    second = await harness(lease_seconds=float(LEASE), ring_timeout=30)
+    # Taken over once the dead engine's lease expired: the ringing stops, the attempt is not
+    # counted, and the request waits at the head of the list (rung again at once).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while loop.time() < deadline:
+        if await pool.fetchval(
+            "SELECT count(*) FROM request_events WHERE request_id = $1"
+            " AND detail = 'engine_interrupted'",
+            request_id,
+        ):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the dead engine's ringing call was never taken over")
+    first_attempt = (await second.attempts(request_id))[0]
+    assert first_attempt["outcome"] == "interrupted" and first_attempt["ended_at"] is not None
+    row = await pool.fetchrow("SELECT attempts, owner FROM requests WHERE id = $1", request_id)
+    assert second.engine.lease is not None
+    assert row["attempts"] <= 1 and row["owner"] in (None, second.engine.lease.id)
+
+
+async def test_a_second_engine_leaves_a_live_engines_calls_alone_then_takes_them_over(
+    harness: Callable[..., Awaitable[Harness]],
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    phones: PhoneBook,
+    sandbox: SandboxInfo,
+    pool: Any,
+) -> None:
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=26000))
+    first = await engine_process(lease_seconds=LEASE)
+    async with observing(sandbox) as observer:
+        _, request_id = await place(first)
+        await wait_state(pool, request_id, "connected")
+        second = await harness(lease_seconds=float(LEASE), ari_app="ivr-engine-second")
+        await asyncio.sleep(3 * float(LEASE))  # several leases: the first is alive, untouched
+        bridge = await ari_get(sandbox, f"/bridges/ivr-{request_id}-bridge")
+        assert bridge is not None and len(bridge["channels"]) == 2
+        assert second.engine.dispatcher is not None and not second.engine.dispatcher.tasks
+        first.send(signal.SIGKILL)
+        await first.wait(10)
+        assert await second.wait_state(request_id, "completed", timeout=45) == "completed"
+    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert row["ended_by"] == "client"
+    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1
