@@ -443,6 +443,7 @@ class FakeAri:
         self.calls: list[RestCall] = []  # every REST call received
         self.events: list[dict[str, Any]] = []  # every event emitted (delivered or lost)
         self.websocket_connections = 0
+        self.websocket_refusals = 0
         self._subscribers: set[_Subscriber] = set()
         self._failures: list[_Failure] = []
         self._triggers: list[_Trigger] = []
@@ -496,7 +497,12 @@ class FakeAri:
         """How the phone at ``number`` behaves from its next call on."""
         self.phones[number] = script
 
+    def answer(self, channel_id: str) -> None:
+        """The phone ringing on ``channel_id`` answers now."""
+        self.channels[channel_id].answer()
+
     def press(self, channel_id: str, digits: str) -> None:
+        """The phone on ``channel_id`` presses keys now."""
         self.channels[channel_id].press(digits)
 
     def hang_up(self, channel_id: str, cause: int = NORMAL_CLEARING) -> None:
@@ -722,6 +728,8 @@ class FakeAri:
         if not app:
             return _error(400, "Missing params ['app']")
         if self._refuse_websockets:
+            self.websocket_refusals += 1
+            self.bump()
             return _error(503, "Service Unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
