@@ -334,11 +334,13 @@ async def fake_ari() -> AsyncIterator[FakeAri]:
 
 
 @pytest.fixture
-async def flows(pool: asyncpg.Pool, dsn: str, fake_ari: FakeAri) -> AsyncIterator[StartFlows]:
+async def flows(
+    pool: asyncpg.Pool, dsn: str, fake_ari: FakeAri, request: pytest.FixtureRequest
+) -> AsyncIterator[StartFlows]:
     """``await flows(**settings)``: the call-flow engine on this test's database and the fake
     ARI, connected (``connect=False``: not yet, to put rows in first). After the test: no flow
     task, leg or bridge is left in the engine, no channel in the fake, and no error reached
-    the event loop unobserved."""
+    the event loop unobserved (not checked for a test of a known bug, marked xfail)."""
     started: list[Flows] = []
     loop = asyncio.get_running_loop()
     unhandled: list[dict[str, Any]] = []
@@ -358,6 +360,8 @@ async def flows(pool: asyncpg.Pool, dsn: str, fake_ari: FakeAri) -> AsyncIterato
         for h in started:
             await h.close()
         loop.set_exception_handler(previous_handler)
+    if request.node.get_closest_marker("xfail") is not None:
+        return
     for h in started:
         assert not h.dispatcher.tasks, list(h.dispatcher.tasks)
         assert not h.calls.legs, list(h.calls.legs)
