@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from ivr_engine.ari.client import AriClient
+from ivr_engine.ari.models import Event
 from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
@@ -275,12 +276,7 @@ class Flows:
     async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
         """Wait until an engine-side ``predicate`` holds (for the fake's side, use
         ``fake.wait_until``, which is woken by each change)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() > deadline:
-                raise AssertionError(f"still waiting after {timeout}s for {what}")
-            await asyncio.sleep(0.01)
+        await _until(predicate, what, timeout)
 
     async def row(self, request_id: int) -> asyncpg.Record:
         return await self.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
@@ -321,6 +317,44 @@ class Flows:
 
 
 StartFlows = Callable[..., Awaitable[Flows]]
+
+
+class RawAri:
+    """An AriClient on the fake alone (no database), and the events it parsed."""
+
+    def __init__(self, fake: FakeAri, password: str = ARI_PASSWORD) -> None:
+        self.fake = fake
+        self.client = AriClient(fake.url, ARI_USER, password, APP)
+        self.events: list[Event] = []
+        self.client.on_event(self.events.append)
+
+    def types(self) -> list[str]:
+        """The class each event was parsed into (``Event`` when the engine does not know it)."""
+        return [type(e).__name__ for e in self.events]
+
+    async def wait_for(self, event_type: str, count: int = 1) -> None:
+        """Wait until the client has received ``count`` events of ``event_type``."""
+        await _until(lambda: self.types().count(event_type) >= count, f"{count} {event_type}")
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"still waiting after {timeout}s for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def raw_ari(fake_ari: FakeAri) -> AsyncIterator[RawAri]:
+    raw = RawAri(fake_ari)
+    await raw.client.start()
+    await raw.client.wait_connected(5)
+    try:
+        yield raw
+    finally:
+        await raw.client.close()
 
 
 @pytest.fixture
