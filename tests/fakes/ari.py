@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import functools
 import itertools
 import json
@@ -441,7 +442,8 @@ class FakeAri:
         self.bridges: dict[str, FakeBridge] = {}
         self.playbacks: dict[str, FakePlayback] = {}
         self.calls: list[RestCall] = []  # every REST call received
-        self.events: list[dict[str, Any]] = []  # every event emitted (delivered or lost)
+        self.events: list[dict[str, Any]] = []  # every event emitted
+        self.lost_events: list[dict[str, Any]] = []  # those no WebSocket was open to receive
         self.websocket_connections = 0
         self.websocket_refusals = 0
         self._subscribers: set[_Subscriber] = set()
@@ -550,14 +552,15 @@ class FakeAri:
         self._refuse_websockets = refuse
 
     def fail(self, method: str, path: str, *, status: int = 500, times: int | None = 1) -> None:
-        """The next ``times`` REST calls whose path starts with ``path`` answer ``status``."""
+        """The next ``times`` REST calls to ``path`` (a glob: ``/channels/*/play/*``) answer
+        ``status`` instead of being carried out."""
         self._failures.append(_Failure(method, path, status, times))
 
     def clear_failures(self) -> None:
         self._failures.clear()
 
     def when(self, method: str, path: str, action: Callable[[], object]) -> None:
-        """Run ``action`` just before answering the next REST call to ``path`` (a prefix)."""
+        """Run ``action`` just before carrying out the next REST call to ``path`` (a glob)."""
         self._triggers.append(_Trigger(method, path, action))
 
     async def go_away(self, *, lose_calls: bool = False) -> None:
@@ -589,17 +592,14 @@ class FakeAri:
     def channel(self, channel_id: str) -> FakeChannel:
         return next(c for c in reversed(self.history) if c.id == channel_id)
 
-    def requests(self, method: str | None = None, path: str = "") -> list[RestCall]:
-        """The REST calls received, optionally only one method and a path prefix."""
+    def requests(self, method: str | None = None, path: str = "*") -> list[RestCall]:
+        """The REST calls received, optionally only those of one method to ``path`` (a glob:
+        ``/channels`` is the originate and the list, ``/channels/*`` anything below)."""
         return [
             c
             for c in self.calls
-            if (method is None or c.method == method) and c.path.startswith(path)
+            if (method is None or c.method == method) and fnmatch.fnmatchcase(c.path, path)
         ]
-
-    @property
-    def connected(self) -> bool:
-        return bool(self._subscribers)
 
     async def wait_until(
         self, predicate: Callable[[], bool], *, timeout: float = 5.0, what: str = ""
@@ -635,10 +635,12 @@ class FakeAri:
             **fields,
         }
         text = json.dumps(event)
-        for sub in self._subscribers:
-            if sub.app == app:
-                sub.queue.put_nowait(text)
+        receivers = [sub for sub in self._subscribers if sub.app == app]
+        for sub in receivers:
+            sub.queue.put_nowait(text)
         self.events.append(event)
+        if not receivers:
+            self.lost_events.append(event)
         self.bump()
 
     def finish_playback(self, playback: FakePlayback, state: str) -> None:
@@ -711,7 +713,7 @@ class FakeAri:
 
     @staticmethod
     def _matches(rule: _Failure | _Trigger, method: str, path: str) -> bool:
-        return rule.method == method and path.startswith(rule.path)
+        return rule.method == method and fnmatch.fnmatchcase(path, rule.path)
 
     def _take_failure(self, method: str, path: str) -> _Failure | None:
         for failure in self._failures:

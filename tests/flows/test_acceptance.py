@@ -104,7 +104,7 @@ async def test_expert_refuses_and_client_is_told(flows: StartFlows) -> None:
     assert (e["outcome"], e["choice"], e["dtmf"]) == ("refused", "3", "3")
     assert (k["leg"], k["purpose"], k["outcome"]) == ("client", "notify_refused", "told_declined")
     assert await h.consultation(request_id) is None
-    assert h.fake.requests("POST", "/bridges") == []
+    assert h.fake.requests("POST", "/bridges/*") == []
 
 
 async def test_invalid_key_is_refused_then_a_valid_one_counts(flows: StartFlows) -> None:
@@ -214,6 +214,21 @@ async def test_expert_hangs_up_while_the_client_rings(flows: StartFlows) -> None
     assert await h.consultation(request_id) is None
 
 
+async def test_expert_hangs_up_as_the_music_starts(flows: StartFlows) -> None:
+    h = await flows()
+    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(CLIENT, answers())
+    h.fake.when("POST", "/channels/*/moh", lambda: h.fake.hang_up(h.fake.dialled(EXPERT)[0].id))
+    request_id = await h.request(await h.expert())
+
+    assert await h.settled(request_id, "lost") == "lost"
+    assert [c.status for c in h.fake.requests("POST", "/channels/*/moh")] == [404]
+    assert h.fake.dialled(CLIENT) == []
+    assert (await h.row(request_id))["end_reason"] == "expert_hung_up"
+    (e,) = await h.attempts(request_id)
+    assert (e["outcome"], e["choice"], e["hangup_cause"]) == ("hung_up_before_bridge", "1", 16)
+
+
 @pytest.mark.parametrize(
     ("script", "outcome", "cause"),
     [(busy(), "busy", 17), (never_answers(network_gives_up_after=0.05), "no_answer", 19)],
@@ -282,7 +297,7 @@ async def test_client_hangs_up_during_the_accepted_prompt(flows: StartFlows) -> 
     e, k = await h.attempts(request_id)
     assert (e["outcome"], e["choice"]) == ("client_hung_up_before_bridge", "1")
     assert k["outcome"] == "hung_up_before_bridge" and k["answered_at"] is not None
-    assert h.fake.requests("POST", "/bridges") == []
+    assert h.fake.requests("POST", "/bridges/*") == []
     assert await h.emails(request_id) == []
     assert (await h.expert_row(expert_id))["unreachable_until"] is None
 
@@ -300,7 +315,7 @@ async def test_client_hangs_up_as_the_bridge_is_made(flows: StartFlows) -> None:
     h.fake.phone(CLIENT, answers())
     expert_id = await h.expert()
     # The client hangs up after "your expert accepted", as the engine creates the bridge.
-    h.fake.when("POST", "/bridges/", lambda: h.fake.hang_up(h.fake.dialled(CLIENT)[0].id))
+    h.fake.when("POST", "/bridges/*", lambda: h.fake.hang_up(h.fake.dialled(CLIENT)[0].id))
     request_id = await h.request(expert_id)
 
     await h.settled(request_id, "lost", "waiting", "failed")
@@ -323,9 +338,9 @@ async def test_a_bridge_asterisk_cannot_make_leaves_nothing_behind(flows: StartF
     h = await flows()
     h.fake.phone(EXPERT, answers(press="1"))
     h.fake.phone(CLIENT, answers())
-    h.fake.fail("POST", "/bridges/", status=500)
+    h.fake.fail("POST", "/bridges/*", status=500)
     request_id = await h.request(await h.expert())
 
     assert await h.settled(request_id, "waiting") == "waiting"  # an engine error: retried
-    assert [c.status for c in h.fake.requests("POST", "/bridges/")] == [500]
+    assert [c.status for c in h.fake.requests("POST", "/bridges/*")] == [500]
     assert h.calls.bridge_entries == {}

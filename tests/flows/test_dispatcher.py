@@ -87,12 +87,12 @@ async def test_a_leaving_client_has_the_expert_call_hung_up(flows: StartFlows) -
 async def test_a_crashed_flow_hangs_up_and_is_retried(flows: StartFlows) -> None:
     h = await flows()
     h.fake.phone(EXPERT, answers(press="1"))
-    h.fake.fail("POST", "/channels/", status=500)  # the first prompt cannot be played
+    h.fake.fail("POST", "/channels/*", status=500)  # the first prompt cannot be played
     request_id = await h.request(await h.expert())
 
     assert await h.settled(request_id, "waiting") == "waiting"
 
-    assert [c.status for c in h.fake.requests("POST", "/channels/")] == [500]
+    assert [c.status for c in h.fake.requests("POST", "/channels/*")] == [500]
     (call,) = h.fake.dialled(EXPERT)
     assert call.hung_up_by == "engine"
     (a,) = await h.attempts(request_id)

@@ -86,7 +86,12 @@ async def test_socket_drop_mid_call_and_the_client_gone_meanwhile(flows: StartFl
     await h.fake.drop_websockets()
     await h.until(lambda: not h.ari.connected.is_set(), "the engine to see the socket drop")
     h.fake.hang_up(client.id)  # nobody hears of it: its events are lost
-    assert h.fake.events[-1]["type"] == "ChannelDestroyed"
+    assert [e["type"] for e in h.fake.lost_events] == [
+        "ChannelHangupRequest",
+        "ChannelLeftBridge",
+        "StasisEnd",
+        "ChannelDestroyed",
+    ]
     assert (await h.row(request_id))["state"] == "connected"
 
     listed_before = len(h.fake.requests("GET", "/channels"))
@@ -123,6 +128,7 @@ async def test_socket_drop_while_ringing_and_the_expert_answers_meanwhile(
     await h.fake.drop_websockets()
     await h.until(lambda: not h.ari.connected.is_set(), "the engine to see the socket drop")
     h.fake.answer(expert.id)  # its StasisStart is lost
+    assert [e["type"] for e in h.fake.lost_events] == ["ChannelStateChange", "StasisStart"]
     h.fake.refuse_websockets(False)
 
     assert await h.settled(request_id, "completed") == "completed"
@@ -135,6 +141,7 @@ async def test_socket_drop_during_a_prompt_that_ends_meanwhile(flows: StartFlows
     h = await flows(digit_timeout=0.2, prompt_tries=2)
     h.fake.phone(EXPERT, answers(hang_up_in_bridge_after=0.1))  # presses nothing by itself
     h.fake.phone(CLIENT, answers())
+    h.fake.playback_seconds = 0.2  # time to drop the socket while the offer plays
     request_id = await h.request(await h.expert())
     await h.fake.wait_until(lambda: bool(h.fake.playbacks), what="the offer playing")
     (playback_id,) = h.fake.playbacks
