@@ -35,6 +35,18 @@ ChannelDestroyed (cause, cause_txt) and BridgeDestroyed. An originated channel i
 its application from the start (as Asterisk does), so a call that is never answered still
 reports its ChannelDestroyed. Events emitted while no WebSocket of the application is open are
 lost, as with Asterisk.
+
+Scripting, per dialled number: ``fake.phone(number, answers(press="1",
+hang_up_in_bridge_after=0.3))``, ``never_answers()``, ``busy()``, ``refuses(500)``; a number
+with no script is unallocated (cause 1). Playbacks end after ``playback_seconds`` (20 ms).
+
+Controls: ``answer``/``press``/``hang_up`` (a phone acts now); ``drop_websockets`` and
+``refuse_websockets`` (the event socket); ``fail(method, path, status=)`` (REST errors);
+``go_away``/``come_back`` (connections refused; ``lose_calls``: Asterisk restarted);
+``when(method, path, action)`` (something happens just as a REST call arrives); ``add_channel``/
+``add_bridge`` (what a previous engine left). Reading: ``dialled(number)`` (the channels, with
+what they heard and how they ended), ``requests(method, path)`` (REST calls), ``events`` and
+``lost_events``; ``wait_until(predicate)`` wakes at each change.
 """
 
 from __future__ import annotations
@@ -256,7 +268,7 @@ class FakeChannel:
         self.played: list[list[str]] = []  # the media of every play request
         self.moh_started = 0
         self.keys_pressed = ""
-        self.hung_up_by: str | None = None  # "engine" (DELETE), "phone", "network"
+        self.hung_up_by: str | None = None  # "engine" (DELETE), "phone", "network", "crash"
         self._pressing = False
         self._timers: list[asyncio.TimerHandle] = []
 

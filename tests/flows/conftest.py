@@ -37,8 +37,6 @@ CLIENT = "+393330000201"
 OTHER_CLIENT = "+393330000202"
 THIRD_CLIENT = "+393330000203"
 
-ACTIVE = ("ringing_expert", "ringing_client", "connected")
-
 # Short enough for tests that take well under a second each (the originate's timeout is whole
 # seconds, at least 1); each test may override any of them.
 FAST: dict[str, Any] = {
