@@ -58,7 +58,9 @@ async def test_expert_accepts_and_hangs_up_first(flows: StartFlows) -> None:
         client.id,
     )
     bridged = (c["bridge_end"] - c["bridge_start"]).total_seconds()
-    assert bridged >= 0.3 and c["billed_seconds"] == math.ceil(bridged)  # a started second counts
+    assert bridged >= 0.3 and c["billed_seconds"] == math.ceil(
+        round(bridged, 3)
+    )  # a started second counts
     assert c["charged_seconds"] == 60  # billing_minimum
     assert c["client_price"] == Decimal("1.50")
     assert c["earnings"] == c["client_price"] - c["transfer_cost"] - c["commission"]
