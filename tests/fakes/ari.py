@@ -43,7 +43,8 @@ with no script is unallocated (cause 1). Playbacks end after ``playback_seconds`
 Controls: ``answer``/``press``/``hang_up`` (a phone acts now); ``drop_websockets`` and
 ``refuse_websockets`` (the event socket); ``fail(method, path, status=)`` (REST errors);
 ``go_away``/``come_back`` (connections refused; ``lose_calls``: Asterisk restarted);
-``when(method, path, action)`` (something happens just as a REST call arrives); ``add_channel``/
+``when(method, path, action)`` (something happens just as a REST call arrives); ``slow(method,
+path, seconds)`` (its answer arrives late); ``add_channel``/
 ``add_bridge`` (what a previous engine left). Reading: ``dialled(number)`` (the channels, with
 what they heard and how they ended), ``requests(method, path)`` (REST calls), ``events`` and
 ``lost_events``; ``wait_until(predicate)`` wakes at each change.
@@ -423,6 +424,13 @@ class _Trigger:
     action: Callable[[], object]
 
 
+@dataclass
+class _Delay:
+    method: str
+    path: str
+    seconds: float
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
@@ -461,6 +469,7 @@ class FakeAri:
         self._subscribers: set[_Subscriber] = set()
         self._failures: list[_Failure] = []
         self._triggers: list[_Trigger] = []
+        self._delays: list[_Delay] = []
         self._refuse_websockets = False
         self._runner: web.AppRunner | None = None
         self._names = itertools.count(1)
@@ -574,6 +583,11 @@ class FakeAri:
     def when(self, method: str, path: str, action: Callable[[], object]) -> None:
         """Run ``action`` just before carrying out the next REST call to ``path`` (a glob)."""
         self._triggers.append(_Trigger(method, path, action))
+
+    def slow(self, method: str, path: str, seconds: float) -> None:
+        """The answer to the next REST call to ``path`` (a glob) is made at once, as usual, but
+        reaches the engine ``seconds`` later (a busy Asterisk, a slow network)."""
+        self._delays.append(_Delay(method, path, seconds))
 
     async def go_away(self, *, lose_calls: bool = False) -> None:
         """Stop listening: connections are refused. ``lose_calls``: Asterisk died, and its
@@ -695,6 +709,7 @@ class FakeAri:
         call = RestCall(request.method, path, dict(request.query), datetime.now(UTC))
         if path != "/events":  # the WebSocket is counted in websocket_connections
             self.calls.append(call)
+            self.bump()
         if not self._authorised(request):
             response: web.StreamResponse = _error(401, "Authentication required")
             response.headers["WWW-Authenticate"] = 'Basic realm="Asterisk REST Interface"'
@@ -709,6 +724,9 @@ class FakeAri:
             response = await handler(request)
         call.status = response.status
         self.bump()
+        for delay in [d for d in self._delays if self._matches(d, request.method, path)]:
+            self._delays.remove(delay)
+            await asyncio.sleep(delay.seconds)
         return response
 
     def _authorised(self, request: web.Request) -> bool:
@@ -724,7 +742,7 @@ class FakeAri:
             return False
 
     @staticmethod
-    def _matches(rule: _Failure | _Trigger, method: str, path: str) -> bool:
+    def _matches(rule: _Failure | _Trigger | _Delay, method: str, path: str) -> bool:
         return rule.method == method and fnmatch.fnmatchcase(path, rule.path)
 
     def _take_failure(self, method: str, path: str) -> _Failure | None:
