@@ -236,6 +236,7 @@ async def test_expert_hangs_up_as_the_music_starts(flows: StartFlows) -> None:
 @pytest.mark.parametrize(
     ("script", "outcome", "cause"),
     [(busy(), "busy", 17), (never_answers(network_gives_up_after=0.05), "no_answer", 19)],
+    ids=["busy", "no_answer"],
 )
 async def test_client_unreachable(
     flows: StartFlows, script: Phone, outcome: str, cause: int
