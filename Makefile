@@ -15,10 +15,13 @@ PYTEST_ARGS ?=
 system-deps:
 	bash scripts/install-system-deps.sh
 
-$(BIN)/ivr-engine: pyproject.toml
+# Two distributions, both editable: the engine (with the test tools) and its development kit
+# (devkit/: sandbox, simulated phones, throwaway PostgreSQL, demo), which the engine's wheel
+# leaves out.
+$(BIN)/ivr-engine: pyproject.toml devkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e ./devkit
 	touch $@
 
 venv: $(BIN)/ivr-engine
@@ -33,8 +36,9 @@ demo: sandbox-build
 	$(BIN)/ivr-engine demo $(if $(filter 1,$(KEEP)),--keep,)
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/python scripts/check_layers.py src ivr_engine
+	$(BIN)/ruff check src devkit tests
+	$(BIN)/ruff format --check src devkit tests
 	$(BIN)/mypy
 
 unit: venv
@@ -47,4 +51,4 @@ bench: sandbox-build
 	$(BIN)/python -m ivr_engine.bench
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build devkit/build .pytest_cache .mypy_cache .ruff_cache

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from hypothesis import settings
 
+from ivr_devkit.pgcluster import ThrowawayCluster
 from ivr_engine.config import Settings
-from ivr_engine.pgcluster import ThrowawayCluster
 from ivr_engine.store import connect_pool, migrate
 
 # CI runs must not fail by chance: there, property tests replay a fixed set of examples.

@@ -1,14 +1,25 @@
-"""``ivr-engine`` command line: serve, migrate, account, demo, sandbox, sounds."""
+"""``ivr-engine`` command line: serve, migrate, account, sounds, and demo and sandbox.
+
+``demo`` and ``sandbox`` are run by the development kit (package ``ivr_devkit``, in
+``devkit/`` of the repository) when it is installed; without it, they say how to install it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from ivr_engine.errors import ConfigError, IvrError
+
+DEVKIT = "ivr_devkit"
+DEVKIT_COMMANDS = ("demo", "sandbox")
+DEVKIT_HINT = (
+    "ivr-engine: `{command}` is part of the development kit (package ivr_devkit), which is "
+    "not installed; from a checkout of ivr-engine: pip install -e ./devkit (or: make venv)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,9 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     account = sub.add_parser("account", help="panel sign-ins: add a staff member, set a password")
     account.add_argument("action", choices=["add-admin", "password"])
     account.add_argument("email")
-    demo = sub.add_parser("demo", help="one scripted consultation on the sandbox")
+    demo = sub.add_parser("demo", help="one scripted consultation on the sandbox (development kit)")
     demo.add_argument("--keep", action="store_true", help="leave the services running")
-    sandbox = sub.add_parser("sandbox", help="the local Asterisk 22 sandbox")
+    sandbox = sub.add_parser("sandbox", help="the local Asterisk 22 sandbox (development kit)")
     sandbox.add_argument("action", choices=["build", "up", "down", "status", "env"])
     sounds = sub.add_parser("sounds", help="render the prompts into audio files")
     sounds.add_argument("action", choices=["render"])
@@ -62,35 +73,34 @@ def _run(args: argparse.Namespace) -> int:
             applied = asyncio.run(_migrate(settings.database_url.get_secret_value()))
             print("applied: " + (", ".join(applied) or "nothing, schema is up to date"))
         return 0
-    if args.command == "demo":
-        from ivr_engine.demo import run_demo
-
-        log.configure("console", "warning")
-        return asyncio.run(run_demo(keep=args.keep))
-    if args.command == "sandbox":
-        from ivr_engine.sandbox import Sandbox
-
-        box = Sandbox()
-        if args.action == "build":
-            box.build()
-        elif args.action == "up":
-            info = box.up()
-            print(json.dumps(info.engine_env(), indent=2))
-        elif args.action == "env":
-            info = box.up()
-            for key, value in info.engine_env().items():
-                print(f"{key}='{value}'" if key == "IVR_DIAL_ROUTES" else f"{key}={value}")
-        elif args.action == "down":
-            box.down()
-        else:
-            print(json.dumps(box.status(), indent=2, default=str))
-        return 0
+    if args.command in DEVKIT_COMMANDS:
+        devkit = _devkit_cli()
+        if devkit is None:
+            print(DEVKIT_HINT.format(command=args.command), file=sys.stderr)
+            return 2
+        if args.command == "demo":
+            return int(devkit.demo(keep=args.keep))
+        return int(devkit.sandbox(args.action))
     if args.command == "sounds":
         from ivr_engine.sounds import render_cli
 
         render_cli(args.src, args.out)
         return 0
     raise AssertionError(args.command)
+
+
+def _devkit_cli() -> ModuleType | None:
+    """The development kit's commands, or None when the kit is not installed.
+
+    The one place the engine imports the kit, and only when one of its commands runs. Only
+    the kit itself being absent is forgiven: a module missing inside it, or one of its
+    dependencies (aiosmtpd, ...), is a broken install and surfaces as it is."""
+    try:
+        return importlib.import_module(f"{DEVKIT}.cli")
+    except ModuleNotFoundError as err:
+        if err.name != DEVKIT:
+            raise
+        return None
 
 
 def _read_password() -> str:

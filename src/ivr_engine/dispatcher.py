@@ -3,6 +3,10 @@
 The dispatcher owns every flow task: it cancels and awaits them on close. A supervisor
 binds the log context, turns an unexpected error into a ``failed`` request, and puts a
 request whose call was cut by an engine stop back in the waiting list (shielded).
+
+It is woken by PostgreSQL: the engine subscribes ``poke`` to the ``ivr_requests``
+notifications (ivr_engine.store.notify), so any change to a waiting list or an expert,
+made by this engine or another one, makes it look for due requests.
 """
 
 from __future__ import annotations
@@ -14,33 +18,35 @@ from datetime import UTC, datetime
 import structlog
 
 from ivr_engine.aio import finish
+from ivr_engine.domain.job import Job
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import Conflict, IvrError
-from ivr_engine.flows.acceptance import AcceptanceFlow, FlowDeps
-from ivr_engine.store.requests import Job
+from ivr_engine.flows.acceptance import AcceptanceFlow
+from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.store import claims, consultations, waiting
 
 log = structlog.get_logger(__name__)
 S = RequestState
 
-IDLE_POLL = 30.0  # seconds; a safety net, the dispatcher is normally woken by poke()
+IDLE_POLL = 30.0  # seconds; a safety net, the dispatcher is normally woken by NOTIFY
 
 
 class Dispatcher:
     def __init__(self, deps: FlowDeps, ready: Callable[[], bool] = lambda: True) -> None:
         self.deps = deps
         self._ready = ready
-        self.store = deps.store
+        self.pool = deps.pool
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self.idle = asyncio.Event()
-        self.on_flow_done: list[Callable[[], None]] = []  # e.g. wake the email sender
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
 
-    def poke(self) -> None:
+    def poke(self, _payload: str | None = None) -> None:
+        """Look for due requests now (a NOTIFY callback, hence the ignored payload)."""
         self._wake.set()
 
     async def cancel_request(self, request_id: int) -> None:
@@ -68,9 +74,9 @@ class Dispatcher:
                 await _wait_event(self._wake, 1.0)
                 continue
             try:
-                while self._ready() and (job := await self.store.claim_next()) is not None:
+                while self._ready() and (job := await claims.claim_next(self.pool)) is not None:
                     self._spawn(job)
-                due = await self.store.next_due()
+                due = await claims.next_due(self.pool)
             except (IvrError, OSError) as err:
                 log.warning("dispatcher.store_error", error=str(err))
                 due = None
@@ -102,23 +108,21 @@ class Dispatcher:
             self.tasks.pop(job.request_id, None)
             view = None
             try:
-                view = await finish(self.store.get(job.request_id))
+                view = await finish(waiting.get(self.pool, job.request_id))
             except Exception:
                 pass
             log.info("request.flow_done", state=view.state.value if view else "unknown")
             structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
-            for hook in self.on_flow_done:
-                hook()
             self.poke()
 
     async def _put_back(self, request_id: int) -> None:
         """An engine stop or a leaving client cut the flow: keep the request consistent."""
-        view = await self.store.get(request_id)
+        view = await waiting.get(self.pool, request_id)
         try:
             if view.state in (S.RINGING_EXPERT, S.RINGING_CLIENT):
-                await self.store.move(request_id, view.state, S.WAITING, "engine_stopped")
+                await waiting.move(self.pool, request_id, view.state, S.WAITING, "engine_stopped")
             elif view.state is S.CONNECTED:
-                await self.store.close_connected_now(request_id, ended_by="engine")
+                await consultations.finish(self.pool, request_id, end=None, ended_by="engine")
         except Conflict:
             pass
 
@@ -126,22 +130,23 @@ class Dispatcher:
         """The flow crashed (Asterisk or PostgreSQL went away mid-call): retry, lose nothing."""
         settings = self.deps.settings
         try:
-            view = await self.store.get(request_id)
+            view = await waiting.get(self.pool, request_id)
             if view.state in (S.RINGING_EXPERT, S.RINGING_CLIENT):
-                await self.store.missed(
+                await waiting.missed(
+                    self.pool,
                     request_id,
                     retry_delay=settings.retry_delay,
                     max_attempts=settings.max_attempts,
                     reason="engine_error",
                 )
             elif view.state is S.CONNECTED:
-                await self.store.close_connected_now(request_id, ended_by="engine")
+                await consultations.finish(self.pool, request_id, end=None, ended_by="engine")
         except Exception:
             log.exception("request.fail_record_failed")
             try:
-                view = await self.store.get(request_id)
+                view = await waiting.get(self.pool, request_id)
                 if not view.state.is_final:
-                    await self.store.move(request_id, view.state, S.FAILED, "engine_error")
+                    await waiting.move(self.pool, request_id, view.state, S.FAILED, "engine_error")
             except Exception:
                 log.exception("request.failed_state_not_recorded")
 
@@ -153,17 +158,17 @@ async def recover_orphans(dispatcher: Dispatcher) -> int:
     that was connected is closed and billed until now). Runs when ARI (re)connects.
     """
     calls = dispatcher.deps.calls
-    store = dispatcher.store
-    orphans = await store.orphans(set(dispatcher.tasks))
+    pool = dispatcher.pool
+    orphans = await claims.orphans(pool, set(dispatcher.tasks))
     for request_id, state, channels in orphans:
         for channel_id in channels:
             await calls.adopt(channel_id, "en").hangup()
             calls.legs.pop(channel_id, None)
         try:
             if state is S.CONNECTED:
-                await store.close_connected_now(request_id, ended_by="engine")
+                await consultations.finish(pool, request_id, end=None, ended_by="engine")
             else:
-                await store.move(request_id, state, S.WAITING, "engine_restarted")
+                await waiting.move(pool, request_id, state, S.WAITING, "engine_restarted")
         except Conflict:
             continue
         log.warning("request.recovered", request_id=request_id, was=state.value)

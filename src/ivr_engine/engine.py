@@ -1,32 +1,35 @@
-"""The engine: one process wiring PostgreSQL, ARI, AMI, the dispatcher and the HTTP API."""
+"""The composition root: builds PostgreSQL, ARI, AMI, the dispatcher, the email sender and
+the HTTP server from the settings, and wires them together. Imported only by ``cli``.
+
+Wake-ups go through PostgreSQL: one LISTEN connection (store.notify) pokes the dispatcher
+on every waiting-list change and the email sender on every queued email, whichever
+engine made the change.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import signal
 from typing import Any
 
 import asyncpg
 import structlog
 from aiohttp import web
 
-from ivr_engine.aio import finish
 from ivr_engine.ami import AmiMonitor
-from ivr_engine.api import make_app
 from ivr_engine.ari.client import AriClient
-from ivr_engine.ari.models import StasisStart
-from ivr_engine.calls import CallControl, Leg
+from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
-from ivr_engine.errors import Hangup
-from ivr_engine.flows.acceptance import FlowDeps
-from ivr_engine.flows.phone_menu import PhoneMenu
-from ivr_engine.mail.sender import OutboxConfig, OutboxSender
-from ivr_engine.panel.live import Hub
-from ivr_engine.prompts import Prompt, sound_uri
-from ivr_engine.store import RequestStore, connect_pool, migrate
-from ivr_engine.store import planning as planning_store
-from ivr_engine.store.requests import RequestView
+from ivr_engine.errors import IvrError
+from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.flows.inbound import InboundCalls
+from ivr_engine.mail import OutboxConfig, OutboxSender
+from ivr_engine.services import RequestActions
+from ivr_engine.store import connect_pool, migrate
+from ivr_engine.store.notify import OUTBOX, REQUESTS, Listener
+from ivr_engine.web import WebDeps, make_app
+from ivr_engine.web.live import Hub
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +37,7 @@ log = structlog.get_logger(__name__)
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pool: asyncpg.Pool | None = None
+        self._pool: asyncpg.Pool | None = None
         self.ari = AriClient(
             settings.ari_url,
             settings.ari_user,
@@ -48,34 +51,43 @@ class Engine:
             settings.ami_user,
             settings.ami_secret.get_secret_value(),
         )
+        self.listener = Listener(settings.database_url.get_secret_value())
+        self.hub = Hub(self.listener)
+        self.dispatcher: Dispatcher | None = None
+        self.mailer: OutboxSender | None = None
+        self.inbound: InboundCalls | None = None
         self._runner: web.AppRunner | None = None
-        self._inbound_tasks: set[asyncio.Task[None]] = set()
         self.http_port: int | None = None
-        self.hub = Hub(settings.database_url.get_secret_value())
 
     @property
-    def store(self) -> RequestStore:
-        return self.dispatcher.store
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise IvrError("the engine is not started")
+        return self._pool
 
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
-        self.pool = await connect_pool(s.database_url.get_secret_value())
-        await migrate(self.pool)
-        deps = FlowDeps(settings=s, store=RequestStore(self.pool), calls=self.calls)
-        self.dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
-        deps.on_change = self.dispatcher.poke
-        deps.refuse_all = self.refuse_all
-        self.mailer = OutboxSender(self.pool, OutboxConfig.from_settings(s))
-        self.dispatcher.on_flow_done.append(self.mailer.poke)
-        self.mailer.start()
-        self.hub.start()
-        self.calls.on_inbound(self._inbound)
+        self._pool = pool = await connect_pool(s.database_url.get_secret_value())
+        await migrate(pool)
+        deps = FlowDeps(settings=s, pool=pool, calls=self.calls)
+        self.dispatcher = dispatcher = Dispatcher(deps, ready=self.ari.connected.is_set)
+        self.actions = RequestActions(pool, cancel_flow=dispatcher.cancel_request)
+        self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
+        self.inbound = InboundCalls(deps)
+        self.listener.on(REQUESTS, dispatcher.poke)
+        self.listener.on(OUTBOX, lambda _payload: mailer.poke())
+        mailer.start()
+        self.listener.start()
+        self.calls.on_inbound(self.inbound.route)
         self.ari.on_connected(self._on_ari_connected)
         self.ami.on_restart(self.calls.resync)
         await self.ari.start()
         await self.ami.start()
         if http:
-            self._runner = web.AppRunner(make_app(self), access_log=None)
+            web_deps = WebDeps(
+                settings=s, pool=pool, actions=self.actions, hub=self.hub, health=self.health
+            )
+            self._runner = web.AppRunner(make_app(web_deps), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, s.http_host, s.http_port)
             await site.start()
@@ -86,63 +98,17 @@ class Engine:
 
     async def _on_ari_connected(self) -> None:
         # Runs before the first request is dispatched: orphans of a previous run first.
+        assert self.dispatcher is not None
         await recover_orphans(self.dispatcher)
         if self.dispatcher._loop_task is None:
             self.dispatcher.start()
         self.dispatcher.poke()
 
-    def _inbound(self, event: StasisStart) -> None:
-        """Calls into the service: the planning number gets the experts' phone menu; any
-        other number is told politely that it is not served (never silence)."""
-        leg = self.calls.adopt(event.channel.id, self.settings.default_language)
-        dialled = event.args[1] if len(event.args) > 1 else ""
-        if dialled == self.settings.planning_number:
-            menu = PhoneMenu(self.dispatcher.deps, leg, event.channel.caller.number)
-            work = self._menu(menu)
-        else:
-            work = self._decline_inbound(leg)
-        task = asyncio.create_task(work, name=f"inbound-{leg.id}")
-        self._inbound_tasks.add(task)
-        task.add_done_callback(self._inbound_tasks.discard)
-
-    async def refuse_all(self, expert_id: int) -> tuple[int, datetime | None]:
-        """Refuse every waiting client of the expert (each emailed an appointment at the
-        next opening): the phone menu, the API and the panel all come here."""
-        refused = await planning_store.refuse_all(self.store, expert_id)
-        self.mailer.poke()
-        return refused
-
-    async def solicit(self, request_id: int) -> RequestView:
-        """The expert asks to be called now for a waiting client (API, email link, panel)."""
-        view = await self.store.solicit(request_id)
-        self.dispatcher.poke()
-        return view
-
-    async def _menu(self, menu: PhoneMenu) -> None:
-        structlog.contextvars.bind_contextvars(channel_id=menu.leg.id, flow="phone_menu")
-        try:
-            await menu.run()
-        except Exception:
-            log.exception("menu.crashed")
-        finally:
-            await finish(menu.leg.hangup())
-            self.calls.forget(menu.leg)
-
-    async def _decline_inbound(self, leg: Leg) -> None:
-        try:
-            await leg.answer()
-            await leg.play(sound_uri(Prompt.SERVICE_UNAVAILABLE, self.settings.sound_prefix))
-        except Hangup:
-            pass
-        finally:
-            await finish(leg.hangup())
-            self.calls.forget(leg)
-
     async def health(self) -> dict[str, Any]:
         db_ok = False
-        if self.pool is not None:
+        if self._pool is not None:
             try:
-                db_ok = await self.pool.fetchval("SELECT true", timeout=2) is True
+                db_ok = await self._pool.fetchval("SELECT true", timeout=2) is True
             except Exception:
                 db_ok = False
         report = {
@@ -157,22 +123,22 @@ class Engine:
 
     async def close(self) -> None:
         """Stop taking work, end the calls in progress cleanly, release everything."""
-        await self.hub.close()  # ends the open event streams, so the server can stop
+        self.hub.close()  # ends the open event streams, so the server can stop
+        await self.listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if hasattr(self, "dispatcher"):
+        if self.dispatcher is not None:
             await self.dispatcher.close()
-        for task in list(self._inbound_tasks):
-            task.cancel()
-        await asyncio.gather(*self._inbound_tasks, return_exceptions=True)
-        if hasattr(self, "mailer"):
+        if self.inbound is not None:
+            await self.inbound.close()
+        if self.mailer is not None:
             await self.mailer.close()
         await self.ami.close()
         await self.ari.close()
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
 
 async def serve(settings: Settings) -> None:
@@ -180,8 +146,6 @@ async def serve(settings: Settings) -> None:
     await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    import signal
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -14,9 +14,8 @@ IvrError
 ├── StoreError                  PostgreSQL-side failures the caller can act on
 │   ├── NotFound                unknown expert / client / request
 │   ├── Conflict                the expert is not taking calls, or the request moved on
+│   │   └── ListClosed          the expert's waiting list is closed now (reason, next opening)
 │   └── InvalidTransition       a request state change that the rules forbid
-├── SandboxError                the Asterisk sandbox could not be built or started
-├── ClusterError                a throwaway PostgreSQL cluster failed (pgcluster.py)
 ├── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
 ├── MailError                   an email could not be handed to the SMTP server
 │   ├── Undeliverable           the outbox row can never be sent as written
@@ -25,9 +24,14 @@ IvrError
 └── LinkError                   a signed link from an email is not valid
     ├── LinkForged              malformed, or not signed by us for this request
     └── LinkExpired             authentic, but its validity has ended
+
+The development kit (``ivr_devkit``, not part of the runtime) adds SandboxError and
+ClusterError under IvrError in ``ivr_devkit.errors``.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class IvrError(Exception):
@@ -103,11 +107,17 @@ class Conflict(StoreError):
     pass
 
 
+class ListClosed(Conflict):
+    """The expert's waiting list does not take new clients now."""
+
+    def __init__(self, expert_id: int, reason: str, next_opening: datetime | None) -> None:
+        opening = f", next opening {next_opening.isoformat()}" if next_opening else ""
+        super().__init__(f"expert {expert_id} is not taking calls: {reason}{opening}")
+        self.reason = reason
+        self.next_opening = next_opening
+
+
 class InvalidTransition(StoreError):
-    pass
-
-
-class SandboxError(IvrError):
     pass
 
 
@@ -133,10 +143,6 @@ class Undeliverable(MailError):
 
 class TemplateError(MailError):
     """Unknown kind, or a payload missing a field: sending again cannot help."""
-
-
-class ClusterError(IvrError):
-    """The throwaway PostgreSQL cluster could not be set up, started or stopped."""
 
 
 class SoundRenderError(IvrError):

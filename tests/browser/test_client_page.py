@@ -186,9 +186,9 @@ async def test_another_experts_client_is_not_found(site: Site) -> None:
     await page.goto(site.base + "/panel")
     token = await csrf_of(page)
     for kind, field in (("notes", "note"), ("messages", "message")):
-        response = await page.request.post(
+        posted = await page.request.post(
             site.base + f"/panel/clients/{marco}/{kind}", form={"csrf": token, field: "hi"}
         )
-        assert response.status == 404, kind
+        assert posted.status == 404, kind
     assert await site.pool.fetchval("SELECT count(*) FROM client_notes") == 0
     assert await site.pool.fetchval("SELECT count(*) FROM client_messages") == 0

@@ -183,5 +183,5 @@ async def test_ids_no_database_could_hold_are_simply_not_found(site: Site) -> No
         )
         assert response.status == 404, raw
     staff = await site.sign_in(await site.admin())
-    response = await staff.goto(site.base + "/admin/experts/99999999999999999999")
-    assert response is not None and response.status == 404
+    shown = await staff.goto(site.base + "/admin/experts/99999999999999999999")
+    assert shown is not None and shown.status == 404

@@ -4,6 +4,7 @@ wired to a fresh database, and simulated SIP phones."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ivr_devkit.sandbox import Sandbox, SandboxInfo
+from ivr_devkit.simphones import PhoneBook
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
-from ivr_engine.sandbox import Sandbox, SandboxInfo
-from ivr_engine.simphones import PhoneBook
 from ivr_engine.transcript import transcript
 
 API_TOKEN = "e2e-token"
@@ -24,11 +25,16 @@ API_TOKEN = "e2e-token"
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxInfo]:
     box = Sandbox()
-    info = box.up()
-    try:
-        yield info
-    finally:
-        box.down()
+    # One test run at a time owns the sandbox (its ports and its phones' ports are fixed):
+    # a second run on the same machine waits here instead of stopping Asterisk under the first.
+    box.cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(box.cache_dir / "e2e-session.lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = box.up()
+        try:
+            yield info
+        finally:
+            box.down()
 
 
 @pytest.fixture
@@ -148,7 +154,7 @@ async def harness(
         loop.set_exception_handler(previous_handler)
     for engine in engines:
         # No flow task, call leg or bridge outlives the engine.
-        assert not engine.dispatcher.tasks
+        assert engine.dispatcher is not None and not engine.dispatcher.tasks
         assert not engine.calls.legs, list(engine.calls.legs)
         assert not engine.calls.bridge_entries, list(engine.calls.bridge_entries)
     assert not unhandled, [c.get("message") for c in unhandled]

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 
+from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.ari.models import parse_ari_time
-from ivr_engine.simphones import PhoneBook, answer
 
 from .conftest import Harness
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ivr_engine.simphones import PhoneBook, answer, busy, no_answer
+from ivr_devkit.simphones import PhoneBook, answer, busy, no_answer
 
 from .conftest import Harness
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from playwright.async_api import Browser, expect
 
-from ivr_engine.simphones import PhoneBook, answer, busy
+from ivr_devkit.simphones import PhoneBook, answer, busy
 from tests.browser.conftest import Site, shot
 
 # the session fixture, shared with the browser tests

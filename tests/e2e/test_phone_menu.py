@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr_engine.simphones import Keys, PhoneBook
+from ivr_devkit.simphones import Keys, PhoneBook
 from ivr_engine.store.pins import set_pin
 
 from .conftest import Harness

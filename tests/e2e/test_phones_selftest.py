@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_engine.simphones import (
+from ivr_devkit.simphones import (
     SCENARIOS,
     TELEPHONE_EVENT,
     Behaviour,

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ivr_engine.sandbox import Sandbox
-from ivr_engine.simphones import PhoneBook, answer, no_answer
+from ivr_devkit.sandbox import Sandbox
+from ivr_devkit.simphones import PhoneBook, answer, no_answer
 
 from .conftest import Harness
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from ivr_engine.errors import Conflict
-from ivr_engine.store import RequestStore, accounts
+from ivr_engine.store import accounts, people
 
 
 async def test_a_new_password_from_the_staff_signs_the_expert_out(pool: Any) -> None:
-    expert_id = await RequestStore(pool).create_expert(
-        alias="Anna", phone="+390600000701", rate=Decimal("1.50"), email="anna@example.org"
+    expert_id = await people.create_expert(
+        pool, alias="Anna", phone="+390600000701", rate=Decimal("1.50"), email="anna@example.org"
     )
     await accounts.set_expert_login(pool, expert_id, "Anna@Example.org", "first password")
     who = await accounts.verify(pool, "anna@example.org", "first password")
@@ -33,8 +33,8 @@ async def test_a_new_password_from_the_staff_signs_the_expert_out(pool: Any) -> 
 
 async def test_an_email_belongs_to_one_account(pool: Any) -> None:
     await accounts.create(pool, email="staff@example.org", password="long enough", role="admin")
-    expert_id = await RequestStore(pool).create_expert(
-        alias="Anna", phone="+390600000702", rate=Decimal("1.50")
+    expert_id = await people.create_expert(
+        pool, alias="Anna", phone="+390600000702", rate=Decimal("1.50")
     )
     with pytest.raises(Conflict):
         await accounts.set_expert_login(pool, expert_id, "STAFF@example.org", "long enough 2")

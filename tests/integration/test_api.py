@@ -3,10 +3,13 @@ bad input gets a clear error, nothing is dialled and nothing is lost."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import pytest
+
+from ivr_engine.store import people, waiting
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +59,7 @@ async def test_requests_wait_while_asterisk_is_away(api: Any) -> None:
 )
 async def test_malformed_bodies_get_422(api: Any, body: Any, fragment: str) -> None:
     engine, http, base = api
-    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
+    expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
     status, reply = await _call(http, "POST", f"{base}/api/v1/experts/{expert}/requests", json=body)
     assert status == 422 and fragment in reply["error"]
 
@@ -71,8 +74,8 @@ async def test_errors_are_clear(api: Any) -> None:
         http, "POST", f"{base}/api/v1/experts/999/requests", json={"client_phone": "+3933300"}
     )
     assert status == 404 and "expert 999" in reply["error"]
-    closed = await engine.store.create_expert(
-        alias="B", phone="+39060002", rate=2, taking_calls=False
+    closed = await people.create_expert(
+        engine.pool, alias="B", phone="+39060002", rate=Decimal(2), taking_calls=False
     )
     status, reply = await _call(
         http, "POST", f"{base}/api/v1/experts/{closed}/requests", json={"client_phone": "+3933300"}
@@ -91,7 +94,7 @@ async def test_errors_are_clear(api: Any) -> None:
 
 async def test_leave_then_solicit(api: Any) -> None:
     engine, http, base = api
-    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
+    expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
     status, req = await _call(
         http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+3933301"}
     )
@@ -128,9 +131,9 @@ async def test_signed_solicit_link(api: Any) -> None:
     from ivr_engine.mail.links import sign_solicit
 
     engine, _, base = api
-    expert = await engine.store.create_expert(alias="A", phone="+39060001", rate=1)
-    client = await engine.store.client_by_phone("+3933301")
-    req = await engine.store.create_request(expert, client)
+    expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
+    client = await people.client_by_phone(engine.pool, "+3933301")
+    req = await waiting.create(engine.pool, expert, client)
     secret = b"link-secret"
     good = sign_solicit(req.id, datetime.now(UTC) + timedelta(minutes=5), secret)
     expired = sign_solicit(req.id, datetime.now(UTC) - timedelta(seconds=1), secret)

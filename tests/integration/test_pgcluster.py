@@ -15,8 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ivr_engine import pgcluster
-from ivr_engine.pgcluster import ClusterError, ThrowawayCluster, stop_leftovers
+from ivr_devkit import pgcluster
+from ivr_devkit.errors import ClusterError
+from ivr_devkit.pgcluster import ThrowawayCluster, stop_leftovers
 
 pytestmark = pytest.mark.integration
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
-from ivr_engine.store import RequestStore
+from ivr_engine.store import people
 from ivr_engine.store.pins import PinOutcome, set_pin, try_pin
 
 from .conftest import call
@@ -23,8 +24,7 @@ async def _try(pool: asyncpg.Pool, expert: int | None, caller: str, pin: str, at
 
 
 async def test_three_wrong_pins_lock_expert_and_caller(pool: asyncpg.Pool) -> None:
-    store = RequestStore(pool)
-    expert = await store.create_expert(alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=Decimal(2))
     await set_pin(pool, expert, "4321")
     assert "4321" not in (await pool.fetchval("SELECT pin_hash FROM experts"))
     assert await _try(pool, expert, "+393330001", "4321", T0) is PinOutcome.OK
@@ -46,15 +46,16 @@ async def test_three_wrong_pins_lock_expert_and_caller(pool: asyncpg.Pool) -> No
 
 
 async def test_unknown_expert_or_no_pin_is_just_wrong(pool: asyncpg.Pool) -> None:
-    store = RequestStore(pool)
-    expert = await store.create_expert(alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(pool, alias="A", phone="+390612345678", rate=Decimal(2))
     assert await _try(pool, expert, "+393330001", "0000", T0) is PinOutcome.WRONG  # no PIN set
     assert await _try(pool, 999, "+393330002", "0000", T0) is PinOutcome.WRONG
 
 
 async def test_pin_api(api: Any) -> None:
     engine, http, base = api
-    expert = await engine.store.create_expert(alias="A", phone="+390612345678", rate=2)
+    expert = await people.create_expert(
+        engine.pool, alias="A", phone="+390612345678", rate=Decimal(2)
+    )
     async with http.put(f"{base}/api/v1/experts/{expert}/pin", json={"pin": "2468"}) as resp:
         assert resp.status == 204
     status, reply = await call(

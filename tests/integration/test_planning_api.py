@@ -4,10 +4,13 @@ and the waiting list closing outside hours."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from ivr_engine.store import claims, people
 
 from .conftest import call
 
@@ -17,7 +20,9 @@ ROME = ZoneInfo("Europe/Rome")
 
 
 async def _expert(engine: Any) -> int:
-    return int(await engine.store.create_expert(alias="A", phone="+390612345678", rate=2))
+    return int(
+        await people.create_expert(engine.pool, alias="A", phone="+390612345678", rate=Decimal(2))
+    )
 
 
 async def test_no_planning_means_open_and_pause_closes(api: Any) -> None:
@@ -39,11 +44,11 @@ async def test_no_planning_means_open_and_pause_closes(api: Any) -> None:
         json={"client_phone": "+3933300001"},
     )
     assert status == 201 and req["state"] == "waiting"
-    assert await engine.store.claim_next() is None  # not dialled while paused
+    assert await claims.claim_next(engine.pool) is None  # not dialled while paused
 
     status, av = await call(http, "DELETE", f"{base}/api/v1/experts/{expert}/pause")
     assert status == 200 and av["open"] is True and av["paused_until"] is None
-    job = await engine.store.claim_next()  # back: the waiting client is served
+    job = await claims.claim_next(engine.pool)  # back: the waiting client is served
     assert job is not None and job.request_id == req["id"]
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ivr_engine.panel  # noqa: F401  (registers every page's texts)
+import ivr_engine.web.panel  # noqa: F401  (registers every page's texts)
 from ivr_engine.domain.money import LineType
-from ivr_engine.panel import i18n
-from ivr_engine.panel.admin_experts import CATEGORIES, LANGUAGES
 from ivr_engine.store.live import ACTIVE
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.admin_experts import CATEGORIES, LANGUAGES
 
 FIGURES = ("received", "answered", "refused", "lost", "speed", "abandonment")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import ivr_engine.panel  # imports every page module, so that their texts register
-from ivr_engine.panel import i18n
+import ivr_engine.web.panel  # imports every page module, so that their texts register
+from ivr_engine.web.panel import i18n
 
-TEMPLATES = Path(ivr_engine.panel.__file__).parent / "templates"
+TEMPLATES = Path(ivr_engine.web.panel.__file__).parent / "templates"
 # t("key") or t('key'), with or without arguments; keys built at run time ("reason." ~ x)
 # are checked by the test below.
 CALL = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z0-9_.]*[a-z0-9_])["']""")

@@ -16,17 +16,15 @@ from ivr_engine.domain.planning import (
     Slot,
     WeeklyPlanning,
     availability,
-    available_now,
     check_overrides,
     check_slots,
     next_slots,
     parse_hhmm,
     parse_slot,
     pause,
-    set_today_end,
     slots_on,
-    stop_now,
 )
+from ivr_engine.domain.today import available_now, set_today_end, stop_now
 from ivr_engine.errors import IvrError, PlanningError
 
 ROME = ZoneInfo("Europe/Rome")

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from ivr_engine.domain.planning import Slot
-from ivr_engine.panel.fields import clean_phone
-from ivr_engine.panel.profile import parse_rate, phone_error, rate_error
-from ivr_engine.panel.slot_form import runs_over
+from ivr_engine.web.panel.fields import clean_phone
+from ivr_engine.web.panel.profile import parse_rate, phone_error, rate_error
+from ivr_engine.web.panel.slot_form import runs_over
 
 LOW, HIGH = Decimal("0.10"), Decimal("100.00")
 

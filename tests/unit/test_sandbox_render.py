@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr_engine.errors import SandboxError
-from ivr_engine.sandbox import SandboxInfo
-from ivr_engine.sandbox.chroot import apt_snippets
-from ivr_engine.sandbox.render import (
+from ivr_devkit.errors import SandboxError
+from ivr_devkit.sandbox import SandboxInfo
+from ivr_devkit.sandbox.chroot import apt_snippets
+from ivr_devkit.sandbox.render import (
     OPERATORS,
     PLACEHOLDER,
     Ports,
@@ -22,7 +22,7 @@ from ivr_engine.sandbox.render import (
     render_text,
     write_configs,
 )
-from ivr_engine.sandbox.sounds import install_prompts, link_languages, resolve_in_root
+from ivr_devkit.sandbox.sounds import install_prompts, link_languages, resolve_in_root
 
 Section = tuple[str, dict[str, list[str]]]
 

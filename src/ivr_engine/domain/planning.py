@@ -10,15 +10,13 @@ Pure: no I/O. Every datetime given or returned is timezone-aware; naive ones rai
   slot running past midnight must not overlap the next day's slots either.
 - A date override replaces the slots that *start* on that local date. A slot of the day before
   that runs past midnight still runs into an overridden date: it belongs to the day it started
-  on. The edits below (stop_now…) override that day too when they must cut such a slot.
+  on. The edits of today (``domain.today``) override that day too when they must cut one.
 - DST: a wall time means the first instant at which the expert's clock reads that time or a
   later one. A time that happens twice (fall-back) is its first occurrence; a time that does
   not exist (spring-forward) is the instant the clocks jump. In Europe/Rome on 2026-03-29 a
   slot 01:30-02:30 lasts 30 min and 02:10-02:50 does not happen; on 2026-10-25 a slot
   01:00-04:00 lasts 4 h. The rule keeps time order, so no slot can end before it starts.
 - The pause counts real time: paused while now < paused_until.
-- Edits work to the minute, in wall time: "now" is the current minute, and what was before it
-  is kept as it was. They return only the override dates to store (today, sometimes yesterday).
 """
 
 from __future__ import annotations
@@ -60,7 +58,7 @@ class Reason(StrEnum):
     CHANNEL_OFF = "channel_off"
 
 
-def _check_time(value: time) -> None:
+def check_time(value: time) -> None:
     if not isinstance(value, time) or value.tzinfo is not None:
         raise PlanningError(f"slot times are wall-clock times without timezone, got {value!r}")
     if value.second or value.microsecond:
@@ -75,8 +73,8 @@ class Slot:
     end: time
 
     def __post_init__(self) -> None:
-        _check_time(self.start)
-        _check_time(self.end)
+        check_time(self.start)
+        check_time(self.end)
         if self.start == self.end != MIDNIGHT:
             raise PlanningError(f"slot {self} is empty")
 
@@ -174,7 +172,7 @@ def slots_on(planning: WeeklyPlanning, overrides: Overrides, day: date) -> tuple
     return planning.days.get(day.weekday(), ())
 
 
-def _aware(name: str, value: datetime) -> datetime:
+def aware(name: str, value: datetime) -> datetime:
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise PlanningError(f"{name} must be a timezone-aware datetime, got {value!r}")
     return value.astimezone(UTC)
@@ -251,8 +249,8 @@ def availability(
 
     When several reasons apply the most lasting one wins: channel off, outside hours, paused.
     """
-    now = _aware("now", now)
-    paused = paused_until is not None and now < _aware("paused_until", paused_until)
+    now = aware("now", now)
+    paused = paused_until is not None and now < aware("paused_until", paused_until)
     if channel not in channels:
         return Availability(False, Reason.CHANNEL_OFF, None, None)
     limit = now + horizon_days * DAY
@@ -274,7 +272,7 @@ def pause(now: datetime, minutes: int = DEFAULT_PAUSE_MINUTES) -> datetime:
     time, which would be off by an hour across a DST change."""
     if minutes <= 0:
         raise PlanningError(f"a pause lasts at least a minute, got {minutes}")
-    return _aware("now", now) + timedelta(minutes=minutes)
+    return aware("now", now) + timedelta(minutes=minutes)
 
 
 def next_slots(
@@ -286,103 +284,10 @@ def next_slots(
     horizon_days: int = HORIZON_DAYS,
 ) -> list[datetime]:
     """Starts of the next `count` open stretches at or after `after`, to offer appointments."""
-    after = _aware("after", after)
+    after = aware("after", after)
     if count < 0:
         raise PlanningError(f"count must not be negative, got {count}")
     limit = after + horizon_days * DAY
     spans = _spans(planning, overrides, after, horizon_days + 3)
     starts = [start.astimezone(planning.zone) for start, _ in spans if after <= start <= limit]
     return starts[:count]
-
-
-# Edits of today's planning, in naive local wall time: (day the slot belongs to, start, end).
-_Piece = tuple[date, datetime, datetime]
-
-
-def _wall_now(planning: WeeklyPlanning, now: datetime) -> datetime:
-    local = _aware("now", now).astimezone(planning.zone)
-    return local.replace(tzinfo=None, second=0, microsecond=0, fold=0)
-
-
-def _pieces(planning: WeeklyPlanning, overrides: Overrides, today: date) -> list[_Piece]:
-    pieces = []
-    for day in (today - DAY, today):
-        midnight = datetime.combine(day, MIDNIGHT)
-        for slot in slots_on(planning, overrides, day):
-            start, end = slot.minutes()
-            pieces.append(
-                (day, midnight + timedelta(minutes=start), midnight + timedelta(minutes=end))
-            )
-    return pieces
-
-
-def _future(planning: WeeklyPlanning, overrides: Overrides, wall: datetime) -> list[_Piece]:
-    pieces = _pieces(planning, overrides, wall.date())
-    return sorted(((d, max(s, wall), e) for d, s, e in pieces if e > wall), key=lambda p: p[1])
-
-
-def _fits(start: datetime, end: datetime) -> bool:
-    return end - start < DAY or (end - start == DAY and start.time() == MIDNIGHT)
-
-
-def _rewrite(
-    planning: WeeklyPlanning, overrides: Overrides, wall: datetime, future: list[_Piece]
-) -> dict[date, tuple[Slot, ...]]:
-    """Keep what was planned before `wall`, put `future` after it: the overrides to store."""
-    today = wall.date()
-    runs: dict[date, list[tuple[datetime, datetime]]] = {today - DAY: [], today: []}
-    for day, start, end in _pieces(planning, overrides, today):
-        if start < wall:
-            runs[day].append((start, min(end, wall)))
-    for day, start, end in future:
-        # A slot cut at `wall` and continued after it becomes one slot again when it can.
-        joined = next((run for run in runs[day] if run[1] == start == wall), None)
-        if joined is not None and _fits(joined[0], end):
-            runs[day].remove(joined)
-            runs[day].append((joined[0], end))
-        else:  # every future piece starts today
-            runs[start.date()].append((start, end))
-    changed = {}
-    for day, spans in runs.items():
-        slots = check_slots((Slot(s.time(), e.time()) for s, e in spans), day.isoformat())
-        if day == today or slots != slots_on(planning, overrides, day):
-            changed[day] = slots
-    return changed
-
-
-def set_today_end(
-    planning: WeeklyPlanning, overrides: Overrides, now: datetime, end: time
-) -> dict[date, tuple[Slot, ...]]:
-    """Stop at `end` today (00:00: at midnight): the last slot still to come is cut or extended
-    to `end`, later ones dropped; with none left, open from now until `end`."""
-    _check_time(end)
-    wall = _wall_now(planning, now)
-    stop = datetime.combine(wall.date() + DAY if end == MIDNIGHT else wall.date(), end)
-    if stop <= wall:
-        raise PlanningError(f"end {end:%H:%M} is not after now ({wall:%H:%M})")
-    ahead = [(d, s, min(e, stop)) for d, s, e in _future(planning, overrides, wall) if s < stop]
-    if ahead:
-        ahead[-1] = (ahead[-1][0], ahead[-1][1], stop)
-    return _rewrite(planning, overrides, wall, ahead or [(wall.date(), wall, stop)])
-
-
-def available_now(
-    planning: WeeklyPlanning, overrides: Overrides, now: datetime, until: time
-) -> dict[date, tuple[Slot, ...]]:
-    """Open from now until the next `until` (maybe after midnight), then as planned."""
-    _check_time(until)
-    wall = _wall_now(planning, now)
-    if until == wall.time():
-        raise PlanningError(f"until {until:%H:%M} is now: nothing to open")
-    stop = datetime.combine(wall.date(), until)
-    stop += DAY if stop <= wall else timedelta(0)
-    later = [piece for piece in _future(planning, overrides, wall) if piece[1] >= stop]
-    return _rewrite(planning, overrides, wall, [(wall.date(), wall, stop), *later])
-
-
-def stop_now(
-    planning: WeeklyPlanning, overrides: Overrides, now: datetime
-) -> dict[date, tuple[Slot, ...]]:
-    """Closed from now until the end of today's slots (tomorrow's planning still applies)."""
-    wall = _wall_now(planning, now)
-    return _rewrite(planning, overrides, wall, [])

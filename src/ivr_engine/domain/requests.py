@@ -15,6 +15,9 @@ whose call was cut by an engine stop goes back from ``ringing_*`` to ``waiting``
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from ivr_engine.errors import InvalidTransition
 
@@ -60,3 +63,29 @@ def check_transition(current: RequestState, target: RequestState) -> None:
 def can_leave(state: RequestState) -> bool:
     """A client may leave the waiting list until the expert has accepted."""
     return state in (S.WAITING, S.RINGING_EXPERT)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A waiting-list entry as the API and the flows read it."""
+
+    id: int
+    expert_id: int
+    client_id: int
+    state: RequestState
+    attempts: int
+    next_attempt_at: datetime
+    end_reason: str
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "expert_id": self.expert_id,
+            "client_id": self.client_id,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at.isoformat(),
+            "end_reason": self.end_reason,
+            "created_at": self.created_at.isoformat(),
+        }

@@ -7,22 +7,21 @@ request (see ivr_engine.domain.requests); legs are hung up in ``finally`` whatev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
 from ivr_engine.aio import finish
-from ivr_engine.calls import CallControl, Leg
+from ivr_engine.calls import Leg
 from ivr_engine.config import Settings
-from ivr_engine.domain.billing import billed_seconds
+from ivr_engine.domain.job import Job
 from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import Hangup, OriginateFailed
+from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, rate_media, sound_uri
-from ivr_engine.store.requests import Job, RequestStore
+from ivr_engine.store import attempts, consultations, waiting
 
 log = structlog.get_logger(__name__)
 S = RequestState
@@ -30,26 +29,12 @@ S = RequestState
 BUSY_CAUSES = {17}  # Q.850 user busy
 
 
-async def _nothing(_: int) -> None:
-    return None
-
-
-@dataclass
-class FlowDeps:
-    settings: Settings
-    store: RequestStore
-    calls: CallControl
-    on_change: Callable[[], None] = lambda: None  # availability changed: wake the dispatcher
-    # Refuse every waiting client of an expert (the API's code path, given by the engine).
-    refuse_all: Callable[[int], Awaitable[object]] = _nothing
-
-
 class AcceptanceFlow:
     def __init__(self, deps: FlowDeps, job: Job) -> None:
         self.deps = deps
         self.job = job
         self.settings = deps.settings
-        self.store = deps.store
+        self.pool = deps.pool
         self.calls = deps.calls
         self.legs: list[Leg] = []
         self.ended: set[str] = set()  # channel ids whose attempt row is final
@@ -82,7 +67,7 @@ class AcceptanceFlow:
             await self._expert_missed("no_choice")
             return
         if choice == "3":
-            await self.store.move(job.request_id, S.RINGING_EXPERT, S.REFUSED, "expert_refused")
+            await self._move(S.RINGING_EXPERT, S.REFUSED, "expert_refused")
             await self._say_and_hangup(expert, Prompt.REFUSED_GOODBYE)
             await self._end_attempt(expert, "refused", choice="3")
             await self._tell_client_declined()
@@ -106,14 +91,14 @@ class AcceptanceFlow:
 
     async def _connect(self, expert: Leg) -> None:
         job = self.job
-        await self.store.move(job.request_id, S.RINGING_EXPERT, S.RINGING_CLIENT, "expert_accepted")
+        await self._move(S.RINGING_EXPERT, S.RINGING_CLIENT, "expert_accepted")
         try:
             if job.acceptance_ivr:
                 await expert.play(self.media(Prompt.CONNECTING_YOU))
             await expert.start_moh()
         except Hangup:
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
-            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             return
 
         client = await self._dial("client", "connect", job.client_phone, job.client_language)
@@ -127,7 +112,7 @@ class AcceptanceFlow:
             # The expert left while the client's phone rang: stop ringing it.
             answered.cancel()
             await client.hangup()
-            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._end_attempt(client, "cancelled")
             return
@@ -135,26 +120,24 @@ class AcceptanceFlow:
             answered.result()
         except OriginateFailed as err:
             await self._attempt_failed(client, err)
-            await self.store.move(
-                job.request_id, S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer"
-            )
+            await self._move(S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer")
             await expert.stop_moh()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
             await self._end_attempt(expert, "client_unreachable", choice="1")
             return
-        await self.store.attempt_answered(client.id, client.answered_at or _now())
+        await attempts.answered(self.pool, client.id, client.answered_at or _now())
 
         try:
             await client.play(self.media(Prompt.CLIENT_EXPERT_ACCEPTED))
         except Hangup:
-            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "client_hung_up")
+            await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
             await self._end_attempt(client, "hung_up_before_bridge")
             await expert.stop_moh()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
             await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
             return
         if expert.is_gone:
-            await self.store.move(job.request_id, S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
             await self._end_attempt(client, "expert_hung_up_before_bridge")
@@ -169,7 +152,8 @@ class AcceptanceFlow:
             await expert.stop_moh()
             await self.calls.add_to_bridge(bridge_id, expert, client)
             start = await self.calls.wait_bridged(bridge_id, 2, timeout=10)
-            await self.store.open_consultation(
+            await consultations.begin(
+                self.pool,
                 job,
                 tariff_for(job, self.settings),
                 bridge_id=bridge_id,
@@ -190,19 +174,20 @@ class AcceptanceFlow:
             await self._end_attempt(expert, "completed", choice="1" if job.acceptance_ivr else None)
             await self._end_attempt(client, "completed")
             # Last: `completed` means every row of the consultation is final.
-            seconds = billed_seconds(start, end)
-            await self.store.close_consultation(
-                job.request_id, end=end, billed_seconds=seconds, ended_by=ended_by
-            )
+            bill = await consultations.finish(self.pool, job.request_id, end=end, ended_by=ended_by)
+            seconds = bill.billed_seconds if bill else None
             log.info("consultation.ended", ended_by=ended_by, billed_seconds=seconds)
         finally:
             await finish(self.calls.destroy_bridge(bridge_id))
 
     # -- pieces --------------------------------------------------------------------------
+    async def _move(self, current: RequestState, target: RequestState, reason: str) -> None:
+        await waiting.move(self.pool, self.job.request_id, current, target, reason)
+
     async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
         endpoint = dial_string(number, self.settings.dial_routes)
-        channel_id = await self.store.new_attempt(
-            self.job.request_id, leg=leg, purpose=purpose, dial_string=endpoint
+        channel_id = await attempts.new(
+            self.pool, self.job.request_id, leg=leg, purpose=purpose, dial_string=endpoint
         )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
@@ -228,7 +213,7 @@ class AcceptanceFlow:
         except OriginateFailed as err:
             await self._attempt_failed(leg, err)
             return err
-        await self.store.attempt_answered(leg.id, leg.answered_at or _now())
+        await attempts.answered(self.pool, leg.id, leg.answered_at or _now())
         return None
 
     async def _tell_client_declined(self) -> None:
@@ -247,7 +232,8 @@ class AcceptanceFlow:
         await leg.hangup()
 
     async def _expert_missed(self, reason: str) -> None:
-        view = await self.store.missed(
+        view = await waiting.missed(
+            self.pool,
             self.job.request_id,
             retry_delay=self.settings.retry_delay,
             max_attempts=self.settings.max_attempts,
@@ -261,7 +247,8 @@ class AcceptanceFlow:
         outcome = "busy" if err.cause in BUSY_CAUSES else "no_answer"
         if err.cause_txt.startswith("originate refused"):
             outcome = "failed"
-        await self.store.attempt_ended(
+        await attempts.ended(
+            self.pool,
             leg.id,
             outcome=outcome,
             ended_at=leg.ended_at,
@@ -274,7 +261,8 @@ class AcceptanceFlow:
         self.ended.add(leg.id)
         if leg.is_gone:
             await leg.destroyed(timeout=2)
-        await self.store.attempt_ended(
+        await attempts.ended(
+            self.pool,
             leg.id,
             outcome=outcome,
             ended_at=leg.ended_at,

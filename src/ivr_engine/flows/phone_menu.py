@@ -19,10 +19,11 @@ import structlog
 
 from ivr_engine.calls import Leg
 from ivr_engine.domain import planning as rules
+from ivr_engine.domain import today
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.domain.planning import Reason
 from ivr_engine.errors import Hangup, PlanningError
-from ivr_engine.flows.acceptance import FlowDeps
+from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import pins
 from ivr_engine.store import planning as availability
@@ -36,7 +37,7 @@ class PhoneMenu:
     def __init__(self, deps: FlowDeps, leg: Leg, caller: str) -> None:
         self.deps = deps
         self.settings = deps.settings
-        self.pool = deps.store.pool
+        self.pool = deps.pool
         self.leg = leg
         self.caller = caller
 
@@ -144,12 +145,11 @@ class PhoneMenu:
         elif key == "8":
             if await self._ask(Prompt.CONFIRM_REFUSE_ALL, "1#") != "1":
                 return
-            await self.deps.refuse_all(expert_id)
+            await availability.refuse_all(self.pool, expert_id)
         elif key in "567":
             if not await self._edit_today(key, expert_id, av, now):
                 return
         log.info("menu.changed", key=key)
-        self.deps.on_change()
         await self.leg.play(self.media(Prompt.DONE))
 
     async def _edit_today(
@@ -157,13 +157,13 @@ class PhoneMenu:
     ) -> bool:
         try:
             if key == "5":
-                changes = rules.available_now(av.planning, av.overrides, now, time(0))
+                changes = today.available_now(av.planning, av.overrides, now, time(0))
             elif key == "6":
-                changes = rules.stop_now(av.planning, av.overrides, now)
+                changes = today.stop_now(av.planning, av.overrides, now)
             else:
                 typed = await self._type(Prompt.ENTER_END_TIME, 4)
                 end = rules.parse_hhmm(typed)
-                changes = rules.set_today_end(av.planning, av.overrides, now, end)
+                changes = today.set_today_end(av.planning, av.overrides, now, end)
         except PlanningError:
             await self.leg.play(self.media(Prompt.INVALID_TIME))
             return False

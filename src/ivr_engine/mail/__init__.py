@@ -23,17 +23,13 @@ from ivr_engine.errors import (
     TemplateError,
     Undeliverable,
 )
+from ivr_engine.mail.config import OutboxConfig, SmtpConfig, backoff_delay
 from ivr_engine.mail.links import (
     sign_solicit,
     solicit_url,
     verify_solicit,
 )
-from ivr_engine.mail.sender import (
-    OutboxConfig,
-    OutboxSender,
-    SmtpConfig,
-    backoff_delay,
-)
+from ivr_engine.mail.sender import OutboxSender
 from ivr_engine.mail.templates import render
 
 __all__ = [

@@ -6,20 +6,59 @@ consultation, so there is exactly one of each per consultation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
-from ivr_engine.domain.money import Bill, LineType, Tariff, TransferRule, compute_bill
+from ivr_engine.domain.billing import settle
+from ivr_engine.domain.job import Job
+from ivr_engine.domain.money import Bill, LineType, Tariff, TransferRule
+from ivr_engine.domain.requests import RequestState
 from ivr_engine.store import outbox
+from ivr_engine.store.waiting import move_in
 
-if TYPE_CHECKING:
-    from ivr_engine.store.requests import Job
+S = RequestState
 
 
-async def insert(
+async def begin(
+    pool: asyncpg.Pool,
+    job: Job,
+    tariff: Tariff,
+    *,
+    bridge_id: str,
+    expert_channel: str,
+    client_channel: str,
+    start: datetime,
+) -> int:
+    """The bridge is up: freeze the tariff and mark the request connected, together."""
+    async with pool.acquire() as conn, conn.transaction():
+        consultation_id = await _insert(
+            conn,
+            job,
+            tariff,
+            bridge_id=bridge_id,
+            expert_channel=expert_channel,
+            client_channel=client_channel,
+            start=start,
+        )
+        await move_in(conn, job.request_id, S.RINGING_CLIENT, S.CONNECTED, "bridged")
+    return consultation_id
+
+
+async def finish(
+    pool: asyncpg.Pool, request_id: int, *, end: datetime | None, ended_by: str
+) -> Bill | None:
+    """Bill it until ``end`` (None: now), queue the earnings email, complete the request:
+    one transaction. None if it was already closed."""
+    async with pool.acquire() as conn, conn.transaction():
+        closed = await _close(conn, request_id, end=end or datetime.now(UTC), ended_by=ended_by)
+        await move_in(conn, request_id, S.CONNECTED, S.COMPLETED, f"ended by {ended_by}")
+    return None if closed is None else closed[1]
+
+
+async def _insert(
     conn: asyncpg.Connection,
     job: Job,
     tariff: Tariff,
@@ -70,13 +109,8 @@ def tariff_of(row: asyncpg.Record) -> Tariff:
     )
 
 
-async def close(
-    conn: asyncpg.Connection,
-    request_id: int,
-    *,
-    end: datetime,
-    billed_seconds: int,
-    ended_by: str,
+async def _close(
+    conn: asyncpg.Connection, request_id: int, *, end: datetime, ended_by: str
 ) -> tuple[int, Bill] | None:
     """Write the end, the bill and the earnings email; None if it was already closed."""
     row = await conn.fetchrow(
@@ -88,14 +122,14 @@ async def close(
     )
     if row is None:
         return None
-    bill = compute_bill(tariff_of(row), billed_seconds)
+    bill = settle(tariff_of(row), row["bridge_start"], end)
     await conn.execute(
         "UPDATE consultations SET bridge_end = $2, billed_seconds = $3, ended_by = $4,"
         " charged_seconds = $5, client_price = $6, transfer_cost = $7, commission = $8,"
         " earnings = $9, bill_note = $10 WHERE id = $1",
         row["id"],
         end,
-        billed_seconds,
+        bill.billed_seconds,
         ended_by,
         bill.charged_seconds,
         bill.client_price,

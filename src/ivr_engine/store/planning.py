@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
@@ -25,9 +25,7 @@ from ivr_engine.domain.planning import (
     parse_slot,
 )
 from ivr_engine.errors import NotFound
-
-if TYPE_CHECKING:
-    from ivr_engine.store.requests import RequestStore
+from ivr_engine.store import waiting
 
 # An expert who never set a planning is within hours all the time.
 ALWAYS = (Slot(time(0), time(0)),)
@@ -190,11 +188,11 @@ def describe(av: ExpertAvailability, now: datetime) -> dict[str, Any]:
     }
 
 
-async def refuse_all(requests: RequestStore, expert_id: int) -> tuple[int, datetime | None]:
+async def refuse_all(pool: asyncpg.Pool, expert_id: int) -> tuple[int, datetime | None]:
     """At closing: refuse every waiting client, offering the next opening as an appointment
     (an expert with no planning has none to offer). The API and the phone menu both use it."""
-    av = await load(requests.pool, expert_id)
+    av = await load(pool, expert_id)
     now = datetime.now(UTC)
     starts = next_slots(av.planning, av.overrides, now, 1) if av.has_planning else []
     proposal = starts[0] if starts else None
-    return await requests.refuse_all_waiting(expert_id, proposal), proposal
+    return await waiting.refuse_all(pool, expert_id, proposal), proposal

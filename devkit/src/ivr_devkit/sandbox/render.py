@@ -1,0 +1,189 @@
+"""The sandbox's ports and secrets, and the Asterisk config files rendered from templates.
+
+The templates are the very files a sysadmin adds to their own Asterisk (``asterisk-conf/``,
+``dialplans/``); they carry ``@@NAME@@`` placeholders (not ``${...}``, which is dialplan
+syntax). The sandbox fills them with its own values and appends the sandbox-only parts
+kept in ``asterisk-conf/sandbox/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr_devkit.errors import SandboxError
+
+LOOPBACK = "127.0.0.1"
+ARI_USER = "ivr-engine"
+ARI_APP = "ivr-engine"
+AMI_USER = "ivr-engine"
+OPERATORS: tuple[str, ...] = ("operator1", "operator2")
+# Where the sandbox's default route sends numbers: the port a test phone (SIPp UAS) listens on.
+PHONE_PORT = 5070
+
+PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
+
+# Source checkout layout: devkit/src/ivr_devkit/sandbox/render.py -> the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[4]
+CONF_DIR = REPO_ROOT / "asterisk-conf"
+DIALPLAN_DIR = REPO_ROOT / "dialplans"
+
+# Rendered file in /etc/asterisk -> the templates it is made of, concatenated in order.
+LAYOUT: dict[str, tuple[str, ...]] = {
+    "http.conf": ("asterisk-conf/http.conf",),
+    "ari.conf": ("asterisk-conf/ari.conf",),
+    "manager.conf": ("asterisk-conf/manager.conf",),
+    "rtp.conf": ("asterisk-conf/rtp.conf",),
+    "modules.conf": ("asterisk-conf/modules.conf", "asterisk-conf/sandbox/modules.conf"),
+    "pjsip.conf": ("asterisk-conf/pjsip.conf", "asterisk-conf/sandbox/pjsip.conf"),
+    "logger.conf": ("asterisk-conf/sandbox/logger.conf",),
+    "extensions.conf": ("dialplans/extensions.conf",),
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Non-standard defaults so the sandbox never collides with a real Asterisk."""
+
+    http: int = 18088
+    ami: int = 15038
+    sip: int = 15060
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Ports:
+        env = os.environ if env is None else env
+        names = {
+            "http": "IVR_SANDBOX_HTTP_PORT",
+            "ami": "IVR_SANDBOX_AMI_PORT",
+            "sip": "IVR_SANDBOX_SIP_PORT",
+            "rtp_start": "IVR_SANDBOX_RTP_START",
+            "rtp_end": "IVR_SANDBOX_RTP_END",
+        }
+        values: dict[str, int] = {}
+        for attr, name in names.items():
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+                raise SandboxError(f"{name}={raw!r} is not a port number")
+            values[attr] = int(raw)
+        ports = cls(**values)
+        if ports.rtp_start >= ports.rtp_end:
+            raise SandboxError(f"RTP range {ports.rtp_start}-{ports.rtp_end} is empty")
+        return ports
+
+
+@dataclass(frozen=True)
+class Secrets:
+    ari_password: str
+    ami_secret: str
+    operators: dict[str, str] = field(default_factory=dict)
+
+
+def _new_secret() -> str:
+    # URL-safe alphabet: no ';' (a comment in Asterisk configs) and nothing to quote.
+    return secrets.token_urlsafe(24)
+
+
+def load_or_create_secrets(path: Path) -> Secrets:
+    """Secrets from ``path`` (mode 0600), generating and storing the missing ones."""
+    stored: dict[str, object] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise SandboxError(f"cannot read sandbox secrets {path}: {err}") from err
+        if isinstance(loaded, dict):
+            stored = loaded
+    raw_ops = stored.get("operators")
+    operators = {str(k): str(v) for k, v in raw_ops.items()} if isinstance(raw_ops, dict) else {}
+    result = Secrets(
+        ari_password=str(stored.get("ari_password") or _new_secret()),
+        ami_secret=str(stored.get("ami_secret") or _new_secret()),
+        operators={name: operators.get(name) or _new_secret() for name in OPERATORS},
+    )
+    wanted = {
+        "ari_password": result.ari_password,
+        "ami_secret": result.ami_secret,
+        "operators": result.operators,
+    }
+    if wanted != stored:
+        write_private(path, json.dumps(wanted, indent=2) + "\n")
+    return result
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by the owner only from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def placeholder_values(ports: Ports, creds: Secrets) -> dict[str, str]:
+    values = {
+        "HTTP_PORT": str(ports.http),
+        "AMI_PORT": str(ports.ami),
+        "SIP_BIND": LOOPBACK,
+        "SIP_PORT": str(ports.sip),
+        "RTP_START": str(ports.rtp_start),
+        "RTP_END": str(ports.rtp_end),
+        "ARI_USER": ARI_USER,
+        "ARI_PASSWORD": creds.ari_password,
+        "ARI_APP": ARI_APP,
+        "AMI_USER": AMI_USER,
+        "AMI_SECRET": creds.ami_secret,
+    }
+    for name, password in creds.operators.items():
+        values[f"{name.upper()}_PASSWORD"] = password
+    return values
+
+
+def render_text(text: str, values: Mapping[str, str], source: str) -> str:
+    """Fill every ``@@NAME@@``; a name without a value is an error, never left in place."""
+    missing = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - values.keys())
+    if missing:
+        raise SandboxError(f"{source}: no value for placeholder(s) {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def render_configs(ports: Ports, creds: Secrets, repo_root: Path = REPO_ROOT) -> dict[str, str]:
+    """The sandbox's /etc/asterisk files: name -> content."""
+    values = placeholder_values(ports, creds)
+    rendered: dict[str, str] = {}
+    for name, sources in LAYOUT.items():
+        parts: list[str] = []
+        for source in sources:
+            path = repo_root / source
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as err:
+                raise SandboxError(f"missing config template {path}: {err}") from err
+            parts.append(render_text(text, values, source))
+        rendered[name] = "".join(parts)
+    return rendered
+
+
+def write_configs(etc_dir: Path, rendered: Mapping[str, str]) -> bool:
+    """Write the files that differ; True if any did (a running Asterisk must reload)."""
+    changed = False
+    for name, text in rendered.items():
+        target = etc_dir / name
+        try:
+            if target.read_text(encoding="utf-8") == text:
+                continue
+        except OSError:
+            pass
+        write_private(target, text)
+        changed = True
+    return changed

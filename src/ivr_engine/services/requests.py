@@ -1,0 +1,51 @@
+"""Waiting-list actions: a client joins or leaves, an expert asks to be called or refuses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ivr_engine.domain.planning import Reason
+from ivr_engine.domain.requests import RequestView
+from ivr_engine.errors import ListClosed
+from ivr_engine.store import planning, waiting
+
+CancelFlow = Callable[[int], Awaitable[None]]
+
+
+async def _no_flow(_request_id: int) -> None:
+    return None
+
+
+class RequestActions:
+    """``cancel_flow`` stops this engine's call flow of a request (the dispatcher's)."""
+
+    def __init__(self, pool: asyncpg.Pool, cancel_flow: CancelFlow = _no_flow) -> None:
+        self.pool = pool
+        self._cancel_flow = cancel_flow
+
+    async def join(self, expert_id: int, client_id: int) -> RequestView:
+        """The client enters the expert's waiting list, if it is open (a pause does not
+        close it: the request waits until the expert is back)."""
+        av = await planning.load(self.pool, expert_id)
+        now = av.at(datetime.now(UTC))
+        if not now.open and now.reason is not Reason.PAUSED:
+            raise ListClosed(expert_id, now.reason.value, now.next_opening)
+        return await waiting.create(self.pool, expert_id, client_id)
+
+    async def leave(self, request_id: int) -> RequestView:
+        """The client leaves: the request is lost and any call of it is hung up."""
+        view = await waiting.leave(self.pool, request_id)
+        await self._cancel_flow(request_id)
+        return view
+
+    async def solicit(self, request_id: int) -> RequestView:
+        """The expert asks to be called now for a waiting client (API, email link, panel)."""
+        return await waiting.solicit(self.pool, request_id)
+
+    async def refuse_all(self, expert_id: int) -> tuple[int, datetime | None]:
+        """Refuse every waiting client of the expert, each emailed an appointment at the
+        next opening (API, panel; the phone menu calls the same store function)."""
+        return await planning.refuse_all(self.pool, expert_id)

@@ -1,0 +1,244 @@
+"""The waiting lists: requests entering, leaving, being solicited and moving between states.
+
+Every state change is one transaction that checks the move against the domain rules,
+updates the row only if it is still in the state the caller saw, and appends to
+``request_events``. The trigger of migration 0006/0007 notifies ``ivr_requests`` on
+each change, which wakes the dispatchers and the live pages of every engine.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from ivr_engine.domain.requests import RequestState, RequestView, can_leave, check_transition
+from ivr_engine.errors import Conflict, NotFound
+from ivr_engine.store import outbox
+
+S = RequestState
+ACTIVE = [s.value for s in (S.RINGING_EXPERT, S.RINGING_CLIENT, S.CONNECTED)]
+
+
+def view_of(row: asyncpg.Record) -> RequestView:
+    return RequestView(
+        id=row["id"],
+        expert_id=row["expert_id"],
+        client_id=row["client_id"],
+        state=RequestState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        end_reason=row["end_reason"],
+        created_at=row["created_at"],
+    )
+
+
+async def create(pool: asyncpg.Pool, expert_id: int, client_id: int) -> RequestView:
+    async with pool.acquire() as conn, conn.transaction():
+        expert = await conn.fetchrow(
+            "SELECT taking_calls FROM experts WHERE id = $1 FOR SHARE", expert_id
+        )
+        if expert is None:
+            raise NotFound(f"expert {expert_id} does not exist")
+        if not expert["taking_calls"]:
+            raise Conflict(f"expert {expert_id} is not taking calls")
+        if not await conn.fetchval("SELECT 1 FROM clients WHERE id = $1", client_id):
+            raise NotFound(f"client {client_id} does not exist")
+        dup = await conn.fetchval(
+            "SELECT id FROM requests WHERE expert_id = $1 AND client_id = $2"
+            " AND state = ANY($3::text[])",
+            expert_id,
+            client_id,
+            ["waiting", *ACTIVE],
+        )
+        if dup:
+            raise Conflict(f"client {client_id} is already in this list (request {dup})")
+        row = await conn.fetchrow(
+            "INSERT INTO requests (expert_id, client_id) VALUES ($1, $2) RETURNING *",
+            expert_id,
+            client_id,
+        )
+        await event(conn, row["id"], None, S.WAITING, "created")
+    return view_of(row)
+
+
+async def get(pool: asyncpg.Pool, request_id: int) -> RequestView:
+    row = await pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
+    if row is None:
+        raise NotFound(f"request {request_id} does not exist")
+    return view_of(row)
+
+
+async def leave(pool: asyncpg.Pool, request_id: int) -> RequestView:
+    """The client leaves the waiting list: the request is recorded as lost."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT state FROM requests WHERE id = $1 FOR UPDATE", request_id)
+        if row is None:
+            raise NotFound(f"request {request_id} does not exist")
+        state = RequestState(row["state"])
+        if not can_leave(state):
+            raise Conflict(f"request {request_id} is {state}: it can no longer be left")
+        return await move_in(conn, request_id, state, S.LOST, "client_left")
+
+
+async def solicit(pool: asyncpg.Pool, request_id: int) -> RequestView:
+    """The expert asks to be called now for a client still in the waiting list."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT state, expert_id FROM requests WHERE id = $1 FOR UPDATE", request_id
+        )
+        if row is None:
+            raise NotFound(f"request {request_id} does not exist")
+        if row["state"] != S.WAITING:
+            raise Conflict(f"request {request_id} is {row['state']}, not waiting")
+        # Asking to be called now also ends a pause: the expert is plainly available.
+        await conn.execute(
+            "UPDATE experts SET unreachable_until = NULL, paused_until = NULL WHERE id = $1",
+            row["expert_id"],
+        )
+        updated = await conn.fetchrow(
+            "UPDATE requests SET next_attempt_at = now(), updated_at = now()"
+            " WHERE id = $1 RETURNING *",
+            request_id,
+        )
+        await event(conn, request_id, S.WAITING, S.WAITING, "solicited")
+    return view_of(updated)
+
+
+async def move(
+    pool: asyncpg.Pool,
+    request_id: int,
+    current: RequestState,
+    target: RequestState,
+    reason: str = "",
+) -> RequestView:
+    async with pool.acquire() as conn, conn.transaction():
+        return await move_in(conn, request_id, current, target, reason)
+
+
+async def missed(
+    pool: asyncpg.Pool, request_id: int, *, retry_delay: float, max_attempts: int, reason: str
+) -> RequestView:
+    """The expert did not take the call: retry later, or lose the request."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT r.attempts, r.expert_id, r.state, e.email, e.language, c.alias"
+            " FROM requests r JOIN experts e ON e.id = r.expert_id"
+            " JOIN clients c ON c.id = r.client_id WHERE r.id = $1 FOR UPDATE OF r",
+            request_id,
+        )
+        if row is None:
+            raise NotFound(f"request {request_id} does not exist")
+        current = RequestState(row["state"])
+        if row["attempts"] >= max_attempts:
+            view = await move_in(conn, request_id, current, S.LOST, "expert_unreachable")
+            kind = "expert_missed_request_lost"
+        else:
+            await conn.execute(
+                "UPDATE experts SET unreachable_until = now() + make_interval(secs => $2)"
+                " WHERE id = $1",
+                row["expert_id"],
+                retry_delay,
+            )
+            await conn.execute(
+                "UPDATE requests SET next_attempt_at = now() + make_interval(secs => $2)"
+                " WHERE id = $1",
+                request_id,
+                retry_delay,
+            )
+            view = await move_in(conn, request_id, current, S.WAITING, reason)
+            kind = "expert_missed_call"
+        await outbox.queue(
+            conn,
+            kind,
+            to=row["email"],
+            language=row["language"],
+            request_id=request_id,
+            payload={
+                "request_id": request_id,
+                "client_alias": row["alias"],
+                "reason": reason,
+                "attempt": row["attempts"],
+            },
+        )
+    return view
+
+
+async def refuse_all(pool: asyncpg.Pool, expert_id: int, proposal: datetime | None) -> int:
+    """The expert refuses every waiting client at once: each is refused, offered the
+    appointment ``proposal`` and told by email, in one transaction. Returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT r.id, r.client_id, c.alias, c.email, c.language, e.alias AS expert"
+            " FROM requests r JOIN clients c ON c.id = r.client_id"
+            " JOIN experts e ON e.id = r.expert_id"
+            " WHERE r.expert_id = $1 AND r.state = 'waiting' ORDER BY r.id FOR UPDATE OF r",
+            expert_id,
+        )
+        for row in rows:
+            await move_in(conn, row["id"], S.WAITING, S.REFUSED, "refused_at_closing")
+            await conn.execute(
+                "INSERT INTO appointment_proposals"
+                " (request_id, expert_id, client_id, proposed_start) VALUES ($1,$2,$3,$4)",
+                row["id"],
+                expert_id,
+                row["client_id"],
+                proposal,
+            )
+            await outbox.queue(
+                conn,
+                "client_request_refused",
+                to=row["email"],
+                language=row["language"],
+                request_id=row["id"],
+                payload={
+                    "request_id": row["id"],
+                    "client_alias": row["alias"],
+                    "expert_alias": row["expert"],
+                    "proposed_start": proposal.isoformat() if proposal else "",
+                },
+            )
+    return len(rows)
+
+
+async def move_in(
+    conn: asyncpg.Connection,
+    request_id: int,
+    current: RequestState,
+    target: RequestState,
+    reason: str,
+) -> RequestView:
+    """One state move inside the caller's transaction (a Conflict if someone moved first)."""
+    check_transition(current, target)
+    row = await conn.fetchrow(
+        "UPDATE requests SET state = $3, updated_at = now(),"
+        " end_reason = CASE WHEN $4 THEN $5 ELSE end_reason END,"
+        " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
+        " WHERE id = $1 AND state = $2 RETURNING *",
+        request_id,
+        current.value,
+        target.value,
+        target.is_final,
+        reason,
+    )
+    if row is None:
+        raise Conflict(f"request {request_id} is no longer {current}")
+    await event(conn, request_id, current, target, reason)
+    return view_of(row)
+
+
+async def event(
+    conn: asyncpg.Connection,
+    request_id: int,
+    current: RequestState | None,
+    target: RequestState,
+    detail: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO request_events (request_id, from_state, to_state, detail)"
+        " VALUES ($1, $2, $3, $4)",
+        request_id,
+        current.value if current else None,
+        target.value,
+        detail,
+    )

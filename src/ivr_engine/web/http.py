@@ -1,0 +1,45 @@
+"""Request and response helpers shared by every JSON route: errors are ``{"error": ...}``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+PHONE = r"^\+?[0-9]{3,20}$"  # a dialable number as typed: digits, maybe a leading +
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _raise(cls: type[web.HTTPError], message: str) -> web.HTTPError:
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The JSON body validated by ``model``: 400 if it is not JSON, 422 if it does not fit."""
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _raise(web.HTTPBadRequest, "body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors()
+        )
+        raise _raise(web.HTTPUnprocessableEntity, details) from None
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """A number in the path; anything else is a 404 (no such resource)."""
+    raw = request.match_info[name]
+    if not raw.isdigit():
+        raise _raise(web.HTTPNotFound, f"{name} must be a number")
+    return int(raw)

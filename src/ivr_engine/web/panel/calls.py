@@ -1,0 +1,158 @@
+"""The Calls page, the expert's default page: who they are talking to and for how long,
+the waiting list, "call now" on a waiting client, and refuse all (after a confirmation).
+
+The list lives in a fragment (/panel/live/calls) that the page re-reads whenever the
+event stream (/panel/events) reports a change for this expert.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from ivr_engine.domain.planning import Channel
+from ivr_engine.errors import Conflict, NotFound
+from ivr_engine.store import live as live_store
+from ivr_engine.store import planning as planning_store
+from ivr_engine.web import live
+from ivr_engine.web.deps import DEPS
+from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import parse_id
+from ivr_engine.web.panel.render import page, problem, redirect
+from ivr_engine.web.panel.session import expert_id
+
+
+async def _context(request: web.Request) -> dict[str, Any]:
+    pool = request.app[DEPS].pool
+    me = expert_id(request)
+    calls = await live_store.expert_calls(pool, me)
+    av = await planning_store.load(pool, me)
+    return {"calls": calls, "availability": av.at(datetime.now(UTC)), "av": av}
+
+
+async def calls_page(request: web.Request) -> web.Response:
+    notice = request.query.get("done", "")
+    count = request.query.get("count", "0")
+    return page(
+        request,
+        "calls.html",
+        notice=notice,
+        refused_count=int(count) if count.isdigit() else 0,
+        **await _context(request),
+    )
+
+
+async def calls_fragment(request: web.Request) -> web.Response:
+    return page(request, "_calls_live.html", **await _context(request))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    return await live.stream(request, request.app[DEPS].hub, expert_id(request))
+
+
+async def solicit(request: web.Request) -> web.Response:
+    """Call now: the engine rings the expert for this waiting client at once (ending a
+    pause: the expert asked for the call)."""
+    deps = request.app[DEPS]
+    request_id = parse_id(request.match_info["request_id"])
+    owner = None if request_id is None else await live_store.request_owner(deps.pool, request_id)
+    if request_id is None or owner != expert_id(request):
+        return problem(request, 404, "error.not_found")
+    av = await planning_store.load(deps.pool, owner)
+    if Channel.PHONE not in av.channels:
+        return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
+    try:
+        await deps.actions.solicit(request_id)
+    except (Conflict, NotFound):
+        return redirect("/panel?done=too_late")
+    return redirect("/panel?done=calling")
+
+
+async def refuse_all_confirm(request: web.Request) -> web.Response:
+    calls = await live_store.expert_calls(request.app[DEPS].pool, expert_id(request))
+    return page(request, "refuse_all.html", count=len(calls.waiting))
+
+
+async def refuse_all(request: web.Request) -> web.Response:
+    count, _proposal = await request.app[DEPS].actions.refuse_all(expert_id(request))
+    return redirect(f"/panel?done=refused&count={count}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/panel", calls_page)
+    app.router.add_get("/panel/live/calls", calls_fragment)
+    app.router.add_get("/panel/events", events)
+    app.router.add_post("/panel/requests/{request_id}/solicit", solicit)
+    app.router.add_get("/panel/refuse-all", refuse_all_confirm)
+    app.router.add_post("/panel/refuse-all", refuse_all)
+
+
+i18n.register(
+    en={
+        "calls.title": "Calls",
+        "calls.now": "Now",
+        "calls.talking_to": "You are talking to",
+        "calls.ringing_expert": "Your phone is ringing for",
+        "calls.ringing_client": "Calling your client",
+        "calls.idle": "You are not on a call.",
+        "calls.for": "for",
+        "calls.waiting": "Waiting list",
+        "calls.empty": "Nobody is waiting.",
+        "calls.position": "Position",
+        "calls.client": "Client",
+        "calls.waited": "Waiting for",
+        "calls.attempts": "Calls to you",
+        "calls.call_now": "Call now",
+        "calls.call_now_label": "Call now for {alias}",
+        "calls.refuse_all": "Refuse all waiting clients…",
+        "calls.status.open": "Your waiting list is open.",
+        "calls.status.paused": "You are on a pause until {until}.",
+        "calls.status.closed": "Your waiting list is closed ({reason}).",
+        "calls.done.calling": "Your phone will ring in a moment.",
+        "calls.done.too_late": "This client is no longer waiting.",
+        "calls.done.phone_off": "Your phone line is switched off: switch it on in Availability"
+        " first.",
+        "calls.done.refused": "Waiting clients refused: {count}. Each one was told by email.",
+        "calls.live": "This list updates by itself.",
+        "refuse.title": "Refuse all waiting clients?",
+        "refuse.text": "{count} clients are waiting. Each one will be told by email, with an"
+        " appointment at your next opening. This cannot be undone.",
+        "refuse.confirm": "Yes, refuse them all",
+        "refuse.cancel": "No, go back",
+    },
+    it={
+        "calls.title": "Chiamate",
+        "calls.now": "Adesso",
+        "calls.talking_to": "Stai parlando con",
+        "calls.ringing_expert": "Il tuo telefono squilla per",
+        "calls.ringing_client": "Stiamo chiamando il tuo cliente",
+        "calls.idle": "Non sei in chiamata.",
+        "calls.for": "da",
+        "calls.waiting": "Lista d'attesa",
+        "calls.empty": "Nessuno è in attesa.",
+        "calls.position": "Posizione",
+        "calls.client": "Cliente",
+        "calls.waited": "In attesa da",
+        "calls.attempts": "Chiamate a te",
+        "calls.call_now": "Chiama ora",
+        "calls.call_now_label": "Chiama ora per {alias}",
+        "calls.refuse_all": "Rifiuta tutti i clienti in attesa…",
+        "calls.status.open": "La tua lista d'attesa è aperta.",
+        "calls.status.paused": "Sei in pausa fino alle {until}.",
+        "calls.status.closed": "La tua lista d'attesa è chiusa ({reason}).",
+        "calls.done.calling": "Il tuo telefono squillerà tra un momento.",
+        "calls.done.too_late": "Questo cliente non è più in attesa.",
+        "calls.done.phone_off": "La tua linea telefonica è disattivata: riattivala prima in"
+        " Disponibilità.",
+        "calls.done.refused": "Clienti in attesa rifiutati: {count}. Ognuno è stato avvisato"
+        " per email.",
+        "calls.live": "Questa lista si aggiorna da sola.",
+        "refuse.title": "Rifiutare tutti i clienti in attesa?",
+        "refuse.text": "{count} clienti sono in attesa. Ognuno sarà avvisato per email, con un"
+        " appuntamento alla tua prossima apertura. Non si può annullare.",
+        "refuse.confirm": "Sì, rifiutali tutti",
+        "refuse.cancel": "No, torna indietro",
+    },
+)
