@@ -1,7 +1,7 @@
 """The call flows on the fake ARI and a real throwaway PostgreSQL, wired as the engine wires them.
 
 This is the one module of tests/flows that knows the engine's constructors and import paths
-(Settings, AriClient, CallControl, RequestStore, FlowDeps, Dispatcher, recover_orphans): the
+(Settings, AriClient, CallControl, FlowDeps, Dispatcher, recover_orphans): the
 tests build rows, drive the fake phones and read the database through :class:`Flows`, and
 assert with SQL on the pool.
 """
@@ -21,9 +21,10 @@ from ivr_engine.ari.models import Event
 from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher, recover_orphans
-from ivr_engine.flows.acceptance import FlowDeps
+from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
-from ivr_engine.store import RequestStore
+from ivr_engine.store import attempts, waiting
+from ivr_engine.store.notify import REQUESTS, Listener
 from ivr_engine.transcript import transcript
 from tests.fakes import FakeAri, FakeChannel
 
@@ -79,9 +80,11 @@ class Flows:
             settings.ari_app,
         )
         self.calls = CallControl(self.ari)
-        self.store = RequestStore(pool)
-        self.deps = FlowDeps(settings=settings, store=self.store, calls=self.calls)
+        self.deps = FlowDeps(settings=settings, pool=pool, calls=self.calls)
         self.dispatcher = Dispatcher(self.deps, ready=self.ari.connected.is_set)
+        # As the engine: PostgreSQL's notifications wake the dispatcher.
+        self.listener = Listener(settings.database_url.get_secret_value())
+        self.listener.on(REQUESTS, self.dispatcher.poke)
         self.hooks_run = 0  # times the on_connected hooks have all run
         self._dispatching = False
         self.ari.on_connected(self._on_ari_connected)
@@ -99,12 +102,14 @@ class Flows:
 
     async def connect(self) -> None:
         """Open the ARI WebSocket and wait until the first on_connected hooks have run."""
+        self.listener.start()
         await self.ari.start()
         await self.until(lambda: self.hooks_run >= 1, "the on_connected hooks")
 
     async def close(self) -> None:
         """As Engine.close: the flows are cancelled (their calls hung up), then ARI closes."""
         await self.dispatcher.close()
+        await self.listener.close()
         await self.ari.close()
 
     # -- rows ------------------------------------------------------------------------------
@@ -197,7 +202,8 @@ class Flows:
                 " WHERE r.id = $1",
                 request_id,
             )
-            channel_id = await self.store.new_attempt(
+            channel_id = await attempts.new(
+                self.pool,
                 request_id,
                 leg=leg,
                 purpose="offer" if leg == "expert" else "connect",
@@ -229,7 +235,7 @@ class Flows:
 
     async def leave(self, request_id: int) -> None:
         """The client leaves the waiting list, as the API's DELETE does."""
-        await self.store.leave(request_id)
+        await waiting.leave(self.pool, request_id)
         await self.dispatcher.cancel_request(request_id)
 
     # -- reading what happened ------------------------------------------------------------

@@ -4,6 +4,7 @@ mid-call, and nothing dialled while the ARI WebSocket is down."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -158,3 +159,27 @@ async def test_nothing_is_dialled_while_the_event_socket_is_down(flows: StartFlo
     h.fake.refuse_websockets(False)
     assert await h.settled(request_id, "completed") == "completed"
     assert h.ari.connections == 2 and h.hooks_run == 2
+
+
+async def test_a_request_written_by_another_engine_wakes_the_dispatcher(
+    flows: StartFlows,
+) -> None:
+    """No code path of this engine pokes it: PostgreSQL's NOTIFY does (IDLE_POLL is 30 s)."""
+    h = await flows()
+    h.fake.phone(EXPERT, answers(press="1", hang_up_in_bridge_after=0.05))
+    h.fake.phone(CLIENT, answers())
+    expert_id = await h.expert()
+    await h.until(lambda: h.dispatcher.idle.is_set(), "the dispatcher idle")
+    client_id = await h.pool.fetchval(
+        "INSERT INTO clients (alias, phone) VALUES ('Marco', $1) RETURNING id", CLIENT
+    )
+    request_id = await h.pool.fetchval(
+        "INSERT INTO requests (expert_id, client_id) VALUES ($1, $2) RETURNING id",
+        expert_id,
+        client_id,
+    )
+    loop = asyncio.get_running_loop()
+    written = loop.time()
+    await h.fake.wait_until(lambda: bool(h.fake.dialled(EXPERT)), timeout=3)
+    assert loop.time() - written < 3
+    assert await h.settled(request_id, "completed") == "completed"
