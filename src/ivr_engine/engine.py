@@ -108,9 +108,12 @@ class Engine:
             log.info("http.listening", host=s.http_host, port=self.http_port)
 
     async def _on_ari_connected(self) -> None:
-        # Runs before the first request is dispatched: the calls of a stopped engine first.
+        # The calls of a stopped or dead engine are adopted in the background (adopting waits
+        # for ARI events, which this hook holds back); an expert whose orphaned call is not
+        # settled yet is not rung meanwhile: the orphan still holds their one active slot.
         assert self.dispatcher is not None and self.lease is not None
-        await self._recover(self.lease.trusted())
+        if self.recovery is not None:
+            self.recovery.kick(stale_ok=self.lease.trusted())
         if self.dispatcher._loop_task is None and not self.dispatcher.draining:
             self.dispatcher.start()
         self.dispatcher.poke()
@@ -150,6 +153,8 @@ class Engine:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.recovery is not None:
+            await self.recovery.close()
         if self.dispatcher is not None:
             await self.dispatcher.close()
         if self.inbound is not None:

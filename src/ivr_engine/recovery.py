@@ -30,6 +30,7 @@ from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import attempts, cel, consultations, engines, waiting
 from ivr_engine.store.engines import Abandoned
+from ivr_engine.store.retry import TRANSIENT
 
 log = structlog.get_logger(__name__)
 S = RequestState
@@ -54,6 +55,32 @@ class Recovery:
         self.lease = lease
         self.cel_pool = cel_pool or dispatcher.deps.cel
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[int] | None = None
+        self.passes = 0  # finished recovery passes (tests wait on it)
+
+    def kick(self, *, stale_ok: bool) -> None:
+        """Run a pass in the background: it plays prompts and waits for ARI events, so it must
+        not run inside the WebSocket's own connected hook."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._pass(stale_ok), name="recovery")
+
+    async def _pass(self, stale_ok: bool) -> int:
+        try:
+            return await self.run(stale_ok=stale_ok)
+        except TRANSIENT as err:
+            log.warning("recovery.deferred", error=repr(err))
+            return 0
+        except Exception:
+            log.exception("recovery.failed")
+            return 0
+        finally:
+            self.passes += 1
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def run(self, *, stale_ok: bool) -> int:
         """Adopt or end what no live engine runs; returns how many requests were taken."""
@@ -130,6 +157,8 @@ class Recovery:
         legs = [self.calls.adopt(ch, item.expert_language) for ch in item.channels]
         await self.calls.subscribe(channels=[leg.id for leg in legs], bridges=[])
         await asyncio.gather(*(self._say_sorry(leg) for leg in legs))
+        # A bridge made just before the engine stopped would block the retry's own.
+        await self.calls.destroy_bridge(f"ivr-{item.request_id}-bridge")
         for leg in legs:
             await attempts.ended(
                 self.pool,

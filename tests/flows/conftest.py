@@ -1,7 +1,7 @@
 """The call flows on the fake ARI and a real throwaway PostgreSQL, wired as the engine wires them.
 
 This is the one module of tests/flows that knows the engine's constructors and import paths
-(Settings, AriClient, CallControl, FlowDeps, Dispatcher, recover_orphans): the
+(Settings, AriClient, CallControl, FlowDeps, Dispatcher, Recovery): the
 tests build rows, drive the fake phones and read the database through :class:`Flows`, and
 assert with SQL on the pool.
 """
@@ -9,6 +9,7 @@ assert with SQL on the pool.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -20,10 +21,11 @@ from ivr_engine.ari.client import AriClient
 from ivr_engine.ari.models import Event
 from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
-from ivr_engine.dispatcher import Dispatcher, recover_orphans
+from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
-from ivr_engine.store import attempts, waiting
+from ivr_engine.recovery import Recovery
+from ivr_engine.store import attempts, engines, waiting
 from ivr_engine.store.notify import REQUESTS, Listener
 from ivr_engine.transcript import transcript
 from tests.fakes import FakeAri, FakeChannel
@@ -81,7 +83,13 @@ class Flows:
         )
         self.calls = CallControl(self.ari)
         self.deps = FlowDeps(settings=settings, pool=pool, calls=self.calls)
-        self.dispatcher = Dispatcher(self.deps, ready=self.ari.connected.is_set)
+        self.engine_id = uuid.uuid4()
+        self.dispatcher = Dispatcher(
+            self.deps, ready=self.ari.connected.is_set, engine_id=self.engine_id
+        )
+        self.recovery = Recovery(
+            self.dispatcher, engine_id=self.engine_id, lease=settings.lease_seconds
+        )
         # As the engine: PostgreSQL's notifications wake the dispatcher.
         self.listener = Listener(settings.database_url.get_secret_value())
         self.listener.on(REQUESTS, self.dispatcher.poke)
@@ -92,7 +100,7 @@ class Flows:
     async def _on_ari_connected(self) -> None:
         # As Engine._on_ari_connected: orphans of a previous run first, then dispatch.
         try:
-            await recover_orphans(self.dispatcher)
+            self.recovery.kick(stale_ok=True)
             if not self._dispatching:
                 self._dispatching = True
                 self.dispatcher.start()
@@ -102,13 +110,18 @@ class Flows:
 
     async def connect(self) -> None:
         """Open the ARI WebSocket and wait until the first on_connected hooks have run."""
+        await engines.register(self.pool, self.engine_id, self.settings.ari_app, "test", 0)
         self.listener.start()
         await self.ari.start()
         await self.until(lambda: self.hooks_run >= 1, "the on_connected hooks")
+        await self.until(lambda: self.recovery.passes >= 1, "the first recovery pass")
 
     async def close(self) -> None:
         """As Engine.close: the flows are cancelled (their calls hung up), then ARI closes."""
+        await self.recovery.close()
         await self.dispatcher.close()
+        if self.hooks_run:
+            await engines.stopped(self.pool, self.engine_id)
         await self.listener.close()
         await self.ari.close()
 
@@ -220,9 +233,9 @@ class Flows:
             bridge_id = f"ivr-{request_id}-bridge"
             await self.pool.execute(
                 "INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,"
-                " expert_channel_id, client_channel_id, rate_per_minute, bridge_start)"
+                " expert_channel_id, client_channel_id, rate_per_minute, bridge_start, seen_at)"
                 " SELECT r.id, r.expert_id, r.client_id, $2, $3, $4, e.rate_per_minute,"
-                " now() - make_interval(secs => $5)"
+                " now() - make_interval(secs => $5), now() - interval '1 second'"
                 " FROM requests r JOIN experts e ON e.id = r.expert_id WHERE r.id = $1",
                 request_id,
                 bridge_id,

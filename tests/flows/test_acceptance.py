@@ -307,13 +307,6 @@ async def test_client_hangs_up_during_the_accepted_prompt(flows: StartFlows) -> 
     assert (await h.expert_row(expert_id))["unreachable_until"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a client who hangs up just as the bridge is made gets addChannel"
-    " answered 400 (channel not found); the flow crashes and the dispatcher records an engine"
-    " error: the request goes back to waiting (the expert is rung again for a client who left),"
-    " the expert is emailed a missed call and marked unreachable although they accepted",
-)
 async def test_client_hangs_up_as_the_bridge_is_made(flows: StartFlows) -> None:
     h = await flows()
     h.fake.phone(EXPERT, answers(press="1"))
@@ -333,19 +326,16 @@ async def test_client_hangs_up_as_the_bridge_is_made(flows: StartFlows) -> None:
     assert (await h.expert_row(expert_id))["unreachable_until"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: CallControl.create_bridge records the bridge before Asterisk has made"
-    " it, and AcceptanceFlow._bridge calls it outside its try/finally, so when Asterisk"
-    " refuses to make the bridge its entry stays in CallControl.bridge_entries for good",
-)
 async def test_a_bridge_asterisk_cannot_make_leaves_nothing_behind(flows: StartFlows) -> None:
     h = await flows()
-    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(EXPERT, answers(press="1", hang_up_in_bridge_after=0.05))
     h.fake.phone(CLIENT, answers())
     h.fake.fail("POST", "/bridges/*", status=500)
     request_id = await h.request(await h.expert())
 
-    assert await h.settled(request_id, "waiting") == "waiting"  # an engine error: retried
-    assert [c.status for c in h.fake.requests("POST", "/bridges/*")] == [500]
+    # An engine-side error: retried at once, uncounted, and the second try is bridged.
+    assert await h.settled(request_id, "completed") == "completed"
+    made = h.fake.requests("POST", f"/bridges/ivr-{request_id}-bridge")
+    assert [c.status for c in made] == [500, 200]
     assert h.calls.bridge_entries == {}
+    assert (await h.row(request_id))["attempts"] == 1

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from ivr_engine.dispatcher import MAX_INTERRUPTIONS
 from tests.fakes import answers, never_answers
 
 from .conftest import CLIENT, EXPERT, OTHER_CLIENT, OTHER_EXPERT, THIRD_CLIENT, StartFlows
@@ -85,43 +86,69 @@ async def test_a_leaving_client_has_the_expert_call_hung_up(flows: StartFlows) -
     assert len(h.fake.dialled(EXPERT)) == 1
 
 
-async def test_a_crashed_flow_hangs_up_and_is_retried(flows: StartFlows) -> None:
+async def test_a_crashed_flow_hangs_up_and_is_retried_without_blaming_the_expert(
+    flows: StartFlows,
+) -> None:
     h = await flows()
-    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(EXPERT, answers(press="1", hang_up_in_bridge_after=0.05))
+    h.fake.phone(CLIENT, answers())
     h.fake.fail("POST", "/channels/*", status=500)  # the first prompt cannot be played
     request_id = await h.request(await h.expert())
 
-    assert await h.settled(request_id, "waiting") == "waiting"
+    assert await h.settled(request_id, "completed") == "completed"
 
-    assert [c.status for c in h.fake.requests("POST", "/channels/*")] == [500]
-    (call,) = h.fake.dialled(EXPERT)
-    assert call.hung_up_by == "engine"
-    (a,) = await h.attempts(request_id)
-    assert a["outcome"] == "cancelled"
-    assert (await h.events(request_id))[-1] == ("ringing_expert", "waiting", "engine_error")
+    assert h.fake.requests("POST", "/channels/*")[0].status == 500
+    first, _ = h.fake.dialled(EXPERT)
+    assert first.hung_up_by == "engine"
+    assert (await h.attempts(request_id))[0]["outcome"] == "cancelled"
+    assert ("ringing_expert", "waiting", "engine_interrupted") in await h.events(request_id)
+    # An engine-side failure is nobody's fault: the attempt is not counted, the expert is
+    # not marked unreachable and gets no missed-call email.
     row = await h.row(request_id)
-    assert row["attempts"] == 1 and row["next_attempt_at"] > row["updated_at"]
+    assert row["attempts"] == 1
+    unreachable = await h.pool.fetchval("SELECT unreachable_until FROM experts")
+    assert unreachable is None
+    assert await h.emails(request_id) == ["consultation_earnings"]
 
 
-async def test_an_engine_stop_mid_consultation_bills_it_until_then(flows: StartFlows) -> None:
+async def test_a_request_the_engine_keeps_failing_on_ends_failed(flows: StartFlows) -> None:
+    h = await flows()
+    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.fail("POST", "/channels/*", status=500, times=10)
+    request_id = await h.request(await h.expert())
+
+    assert await h.settled(request_id, "failed", timeout=10) == "failed"
+    assert len(h.fake.dialled(EXPERT)) == MAX_INTERRUPTIONS + 1
+    assert (await h.events(request_id))[-1] == ("ringing_expert", "failed", "engine_error")
+
+
+async def test_an_engine_stop_mid_consultation_leaves_it_up_for_the_next_engine(
+    flows: StartFlows,
+) -> None:
     h = await flows()
     h.fake.phone(EXPERT, answers(press="1"))
     h.fake.phone(CLIENT, answers())
     request_id = await h.request(await h.expert())
     await h.wait_state(request_id, "connected")
+    (expert,), (client,) = h.fake.dialled(EXPERT), h.fake.dialled(CLIENT)
 
     await h.close()
 
-    row = await h.row(request_id)
-    assert (row["state"], row["end_reason"]) == ("completed", "ended by engine")
-    c = await h.consultation(request_id)
-    assert c is not None and c["ended_by"] == "engine" and c["bridge_end"] is not None
-    assert [ch.hung_up_by for ch in h.fake.dialled(EXPERT) + h.fake.dialled(CLIENT)] == [
-        "engine",
-        "engine",
-    ]
-    assert h.fake.requests("DELETE", f"/bridges/{c['bridge_id']}")
-    assert await h.emails(request_id) == ["consultation_earnings"]
+    # Nobody was cut: both phones are still in the bridge, the request is still connected.
+    assert expert.hung_up_by is None and client.hung_up_by is None
+    assert not h.fake.requests("DELETE", f"/bridges/ivr-{request_id}-bridge")
+    assert (await h.row(request_id))["state"] == "connected"
+    assert await h.consultation(request_id) is not None
+
+    after = await flows()  # the next engine adopts it at once: the first stopped cleanly
+    await after.until(lambda: request_id in after.dispatcher.tasks, "the adoption")
+    h.fake.hang_up(client.id)
+    assert await after.settled(request_id, "completed") == "completed"
+    c = await after.consultation(request_id)
+    assert c is not None and c["ended_by"] == "client" and c["bridge_end"] is not None
+    assert expert.hung_up_by == "engine"
+    assert (await after.row(request_id))["owner"] == after.engine_id
+    assert await after.emails(request_id) == ["consultation_earnings"]
 
 
 async def test_an_engine_stop_while_the_expert_rings_puts_the_request_back(
@@ -134,11 +161,30 @@ async def test_an_engine_stop_while_the_expert_rings_puts_the_request_back(
 
     await h.close()
 
-    assert (await h.events(request_id))[-1] == ("ringing_expert", "waiting", "engine_stopped")
+    assert (await h.events(request_id))[-1] == ("ringing_expert", "waiting", "engine_interrupted")
     (call,) = h.fake.dialled(EXPERT)
     assert call.hung_up_by == "engine"
     (a,) = await h.attempts(request_id)
-    assert a["outcome"] == "cancelled"
+    assert a["outcome"] == "interrupted"
+    row = await h.row(request_id)
+    assert row["attempts"] == 0 and row["priority"] is True
+
+
+async def test_an_engine_stop_with_the_offer_playing_says_sorry(flows: StartFlows) -> None:
+    h = await flows()
+    h.fake.phone(EXPERT, answers())  # answers, presses nothing: the offer is playing
+    request_id = await h.request(await h.expert())
+    await h.fake.wait_until(
+        lambda: any(c.played for c in h.fake.dialled(EXPERT)), what="the offer playing"
+    )
+
+    await h.close()
+
+    (call,) = h.fake.dialled(EXPERT)
+    heard = [media for play in call.played for media in play]
+    assert any(media.endswith("/call_interrupted") for media in heard), heard
+    assert call.hung_up_by == "engine"
+    assert (await h.row(request_id))["state"] == "waiting"
 
 
 async def test_nothing_is_dialled_while_the_event_socket_is_down(flows: StartFlows) -> None:

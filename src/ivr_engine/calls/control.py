@@ -99,8 +99,8 @@ class CallControl:
         self.legs.pop(leg.id, None)
 
     async def create_bridge(self, bridge_id: str) -> None:
-        self.bridge_entries[bridge_id] = {}
         await self.ari.request("POST", f"/bridges/{bridge_id}", params={"type": "mixing"})
+        self.bridge_entries.setdefault(bridge_id, {})
 
     async def add_to_bridge(self, bridge_id: str, *legs: Leg) -> None:
         await self.ari.request(
@@ -159,6 +159,10 @@ class CallControl:
         except AriError as err:  # one of them is gone already: the caller checks each
             log.info("ari.subscribe_partial", error=str(err))
 
+    def forget_bridge(self, bridge_id: str) -> None:
+        """Stop tracking a bridge that stays up in Asterisk (the engine is leaving it)."""
+        self.bridge_entries.pop(bridge_id, None)
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         self.bridge_entries.pop(bridge_id, None)
         try:
@@ -197,6 +201,9 @@ class CallControl:
         """After (re)connecting: events of the gap are lost, so ask Asterisk what still exists."""
         if not self.legs:
             return
+        # Only the legs that existed when we asked: one dialled while the list is on its way
+        # is not in it, and is not gone.
+        known = list(self.legs.values())
         try:
             channels = await self.ari.request("GET", "/channels")
         except AriError:
@@ -204,7 +211,7 @@ class CallControl:
             return
         alive = {c["id"] for c in channels}
         now = datetime.now(UTC)
-        for leg in list(self.legs.values()):
+        for leg in known:
             state = next((c.get("state") for c in channels if c["id"] == leg.id), None)
             if leg.id not in alive:
                 log.warning("ari.resync_channel_gone", channel_id=leg.id)

@@ -18,7 +18,7 @@ from ivr_engine.domain.job import Job
 from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.domain.routing import dial_string
-from ivr_engine.errors import Hangup, OriginateFailed
+from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, rate_media, sound_uri
@@ -136,19 +136,26 @@ class AcceptanceFlow:
         try:
             await client.play(self.media(Prompt.CLIENT_EXPERT_ACCEPTED))
         except Hangup:
-            await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
-            await self._end_attempt(client, "hung_up_before_bridge")
-            await expert.stop_moh()
-            await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
-            await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
+            await self._client_left(expert, client)
             return
         if expert.is_gone:
-            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
-            await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
-            await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
-            await self._end_attempt(client, "expert_hung_up_before_bridge")
+            await self._expert_left(expert, client)
             return
         await self._bridge(expert, client)
+
+    async def _client_left(self, expert: Leg, client: Leg) -> None:
+        """The client hung up after answering, before the bridge: lost, nobody blamed."""
+        await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
+        await self._end_attempt(client, "hung_up_before_bridge")
+        await expert.stop_moh()
+        await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
+        await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
+
+    async def _expert_left(self, expert: Leg, client: Leg) -> None:
+        await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+        await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
+        await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
+        await self._end_attempt(client, "expert_hung_up_before_bridge")
 
     async def _bridge(self, expert: Leg, client: Leg) -> None:
         job = self.job
@@ -156,7 +163,16 @@ class AcceptanceFlow:
         await self.calls.create_bridge(bridge_id)
         try:
             await expert.stop_moh()
-            await self.calls.add_to_bridge(bridge_id, expert, client)
+            try:
+                await self.calls.add_to_bridge(bridge_id, expert, client)
+            except AriError:
+                # A party hung up as the bridge was made: Asterisk no longer has its channel.
+                gone = await self._gone_one(expert, client)
+                if gone is None:
+                    raise
+                await finish(self.calls.destroy_bridge(bridge_id))
+                await (self._client_left if gone is client else self._expert_left)(expert, client)
+                return
             start = await self.calls.wait_bridged(bridge_id, 2, timeout=10)
             tariff = tariff_for(job, self.settings)
             await durably(
@@ -201,6 +217,14 @@ class AcceptanceFlow:
         self.interrupted = True
 
     # -- pieces --------------------------------------------------------------------------
+    async def _gone_one(self, expert: Leg, client: Leg) -> Leg | None:
+        """Which of the two has hung up (asking Asterisk, its event may be on its way)."""
+        for leg in (client, expert):
+            if leg.is_gone or await self.calls.channel_state(leg.id) is None:
+                await leg.destroyed(timeout=1)
+                return leg
+        return None
+
     async def _move(self, current: RequestState, target: RequestState, reason: str) -> None:
         # PostgreSQL away: the call carries on (the caller hears music or a prompt) while the
         # move waits; a real conflict is raised at once.

@@ -80,8 +80,12 @@ class ConsultationWatch:
                 billed_seconds=bill.billed_seconds if bill else None,
             )
         finally:
-            if not self.detached:
+            if self.detached:
+                self.deps.calls.forget_bridge(call.bridge_id)
+            else:
                 await finish(self.deps.calls.destroy_bridge(call.bridge_id))
+            for leg in (call.expert, call.client):
+                self.deps.calls.forget(leg)
 
     async def _real_end(self, first: Leg) -> datetime:
         """When the consultation ended: the hangup Asterisk reported, or, when the engine
