@@ -73,7 +73,9 @@ class Engine:
         s = self.settings
         self._pool = pool = await connect_pool(s.database_url.get_secret_value())
         await migrate(pool)
-        self.lease = lease = Lease(pool, s.ari_app, s.lease_seconds)
+        self.lease = lease = Lease(
+            pool, s.ari_app, s.lease_seconds, watching=self.ari.connected.is_set
+        )
         await lease.register()
         deps = FlowDeps(settings=s, pool=pool, calls=self.calls)
         self.dispatcher = dispatcher = Dispatcher(

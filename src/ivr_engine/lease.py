@@ -27,11 +27,20 @@ Recover = Callable[[bool], Awaitable[object]]
 
 
 class Lease:
-    def __init__(self, pool: asyncpg.Pool, ari_app: str, seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ari_app: str,
+        seconds: float,
+        watching: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.pool = pool
         self.ari_app = ari_app
         self.seconds = seconds
         self.id = uuid.uuid4()
+        # Bridges are noted as seen only while ARI's events reach us: during a gap the engine
+        # does not know whether they are still up.
+        self._watching = watching
         self._task: asyncio.Task[None] | None = None
         self._healthy_since: float | None = None
         self.recover: Recover | None = None  # set by the engine once the dispatcher exists
@@ -59,7 +68,9 @@ class Lease:
         while True:
             await asyncio.sleep(period)
             try:
-                await engines.heartbeat(self.pool, self.id, timeout=period)
+                await engines.heartbeat(
+                    self.pool, self.id, timeout=period, bridges_seen=self._watching()
+                )
             except TRANSIENT as err:
                 if self._healthy_since is not None:
                     log.warning("engine.heartbeat_failed", error=repr(err))

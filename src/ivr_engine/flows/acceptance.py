@@ -62,11 +62,17 @@ class AcceptanceFlow:
             return
 
         choice = "1"
+        connections = self.calls.ari.connections
         try:
             if job.acceptance_ivr:
                 choice = await self._offer(expert) or ""
         except Hangup:
             choice = ""
+        if choice == "" and self.calls.ari.connections != connections:
+            # The event socket dropped during the offer: a key may have been pressed and lost.
+            # The engine's gap is not the expert's missed call.
+            await self._engine_gap(expert)
+            return
         if choice == "":
             await self._say_and_hangup(expert, Prompt.NO_CHOICE_GOODBYE)
             await self._end_attempt(expert, "no_choice")
@@ -142,6 +148,17 @@ class AcceptanceFlow:
             await self._expert_left(expert, client)
             return
         await self._bridge(expert, client)
+
+    async def _engine_gap(self, expert: Leg) -> None:
+        log.warning("request.engine_gap")
+        await self._say_sorry()
+        await expert.hangup()
+        await self._end_attempt(expert, "interrupted")
+        request_id = self.job.request_id
+        await durably(
+            lambda: waiting.interrupted(self.pool, request_id, S.RINGING_EXPERT),
+            "request interrupted",
+        )
 
     async def _client_left(self, expert: Leg, client: Leg) -> None:
         """The client hung up after answering, before the bridge: lost, nobody blamed."""

@@ -49,12 +49,16 @@ async def register(
     )
 
 
-async def heartbeat(pool: asyncpg.Pool, engine_id: uuid.UUID, timeout: float) -> None:
-    """Renew the lease, and note that this engine's bridges were up until now."""
+async def heartbeat(
+    pool: asyncpg.Pool, engine_id: uuid.UUID, timeout: float, *, bridges_seen: bool = True
+) -> None:
+    """Renew the lease, and (``bridges_seen``) note that this engine's bridges were up."""
     async with pool.acquire(timeout=timeout) as conn, conn.transaction():
         await conn.execute(
             "UPDATE engines SET heartbeat_at = now() WHERE id = $1", engine_id, timeout=timeout
         )
+        if not bridges_seen:
+            return
         await conn.execute(
             "UPDATE consultations c SET seen_at = now() FROM requests r"
             " WHERE r.id = c.request_id AND r.owner = $1 AND r.state = 'connected'"

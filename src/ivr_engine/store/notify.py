@@ -23,6 +23,9 @@ REQUESTS = "ivr_requests"
 OUTBOX = "ivr_outbox"
 
 Callback = Callable[[str | None], None]
+# A LISTEN connection is cheap to retry; waking the dispatcher late after PostgreSQL is back
+# would delay every waiting client.
+RECONNECT_CAP = 2.0
 
 
 class Listener:
@@ -78,4 +81,4 @@ class Listener:
                 if conn is not None and not conn.is_closed():
                     await asyncio.shield(conn.close(timeout=2))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, RECONNECT_CAP)
