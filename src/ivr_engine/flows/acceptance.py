@@ -17,36 +17,23 @@ from ivr_engine.config import Settings
 from ivr_engine.domain.job import Job
 from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
-from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
-from ivr_engine.prompts import Prompt, rate_media, sound_uri
-from ivr_engine.store import attempts, consultations, waiting
+from ivr_engine.flows.legs import BUSY_CAUSES, CallLegs
+from ivr_engine.prompts import Prompt, rate_media
+from ivr_engine.store import consultations, waiting
 from ivr_engine.store.retry import durably
 
 log = structlog.get_logger(__name__)
 S = RequestState
 
-BUSY_CAUSES = {17}  # Q.850 user busy
-INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" on a stop
 
-
-class AcceptanceFlow:
+class AcceptanceFlow(CallLegs):
     def __init__(self, deps: FlowDeps, job: Job) -> None:
-        self.deps = deps
+        super().__init__(deps, job.request_id)
         self.job = job
-        self.settings = deps.settings
-        self.pool = deps.pool
-        self.calls = deps.calls
-        self.legs: list[Leg] = []
         self.watch: ConsultationWatch | None = None
-        self.detached = False  # the engine stops and leaves the bridged call up
-        self.interrupted = False  # the engine stops before the bridge
-        self.ended: set[str] = set()  # channel ids whose attempt row is final
-
-    def media(self, prompt: Prompt) -> str:
-        return sound_uri(prompt, self.settings.sound_prefix)
 
     async def run(self) -> None:
         try:
@@ -234,14 +221,6 @@ class AcceptanceFlow:
         self.interrupted = True
 
     # -- pieces --------------------------------------------------------------------------
-    async def _gone_one(self, expert: Leg, client: Leg) -> Leg | None:
-        """Which of the two has hung up (asking Asterisk, its event may be on its way)."""
-        for leg in (client, expert):
-            if leg.is_gone or await self.calls.channel_state(leg.id) is None:
-                await leg.destroyed(timeout=1)
-                return leg
-        return None
-
     async def _move(self, current: RequestState, target: RequestState, reason: str) -> None:
         # PostgreSQL away: the call carries on (the caller hears music or a prompt) while the
         # move waits; a real conflict is raised at once.
@@ -250,46 +229,6 @@ class AcceptanceFlow:
             lambda: waiting.move(self.pool, request_id, current, target, reason), "state move"
         )
 
-    async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
-        endpoint = dial_string(number, self.settings.dial_routes)
-        request_id = self.job.request_id
-        channel_id = await durably(
-            lambda: attempts.new(
-                self.pool, request_id, leg=leg, purpose=purpose, dial_string=endpoint
-            ),
-            "attempt intent",
-        )
-        structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
-        log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
-        try:
-            call = await self.calls.originate(
-                channel_id,
-                endpoint,
-                language=language,
-                ring_timeout=self.settings.ring_timeout,
-                caller_id=self.settings.caller_id,
-            )
-        except OriginateFailed:
-            # A leg object that has already failed keeps the flow's code straight.
-            call = self.calls.adopt(channel_id, language)
-            call._on_gone(None, "originate refused", _now())
-        self.legs.append(call)
-        return call
-
-    async def _await_answer(self, leg: Leg) -> OriginateFailed | None:
-        """Wait for ``leg`` to answer and record it; if it never does, the (recorded) failure."""
-        try:
-            await leg.answered(timeout=self.settings.ring_timeout + 10)
-        except OriginateFailed as err:
-            await self._attempt_failed(leg, err)
-            return err
-        await self._answered(leg)
-        return None
-
-    async def _answered(self, leg: Leg) -> None:
-        at = leg.answered_at or _now()
-        await durably(lambda: attempts.answered(self.pool, leg.id, at), "attempt answered")
-
     async def _tell_client_declined(self) -> None:
         job = self.job
         client = await self._dial("client", "notify_refused", job.client_phone, job.client_language)
@@ -297,13 +236,6 @@ class AcceptanceFlow:
             return
         await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
         await self._end_attempt(client, "told_declined")
-
-    async def _say_and_hangup(self, leg: Leg, prompt: Prompt) -> None:
-        try:
-            await leg.play(self.media(prompt))
-        except Hangup:
-            pass
-        await leg.hangup()
 
     async def _expert_missed(self, reason: str) -> None:
         s = self.settings
@@ -318,72 +250,6 @@ class AcceptanceFlow:
             "expert missed",
         )
         log.info("request.expert_missed", reason=reason, state=view.state.value)
-
-    async def _attempt_failed(self, leg: Leg, err: OriginateFailed) -> None:
-        self.ended.add(leg.id)
-        await leg.destroyed(timeout=2)
-        outcome = "busy" if err.cause in BUSY_CAUSES else "no_answer"
-        if err.cause_txt.startswith("originate refused"):
-            outcome = "failed"
-        await self._record_end(leg, outcome, cause=err.cause, cause_text=err.cause_txt)
-
-    async def _end_attempt(self, leg: Leg, outcome: str, choice: str | None = None) -> None:
-        self.ended.add(leg.id)
-        if leg.is_gone:
-            await leg.destroyed(timeout=2)
-        await self._record_end(
-            leg, outcome, cause=leg.hangup_cause, cause_text=leg.hangup_text, choice=choice
-        )
-
-    async def _record_end(
-        self,
-        leg: Leg,
-        outcome: str,
-        *,
-        cause: int | None,
-        cause_text: str,
-        choice: str | None = None,
-    ) -> None:
-        ended_at, dtmf = leg.ended_at, "".join(leg.dtmf_log)
-        await durably(
-            lambda: attempts.ended(
-                self.pool,
-                leg.id,
-                outcome=outcome,
-                ended_at=ended_at,
-                cause=cause,
-                cause_text=cause_text,
-                dtmf=dtmf,
-                choice=choice,
-            ),
-            "attempt end",
-        )
-
-    async def _cleanup(self) -> None:
-        if self.detached:  # the call stays up: the next engine adopts it
-            for leg in self.legs:
-                self.calls.forget(leg)
-            return
-        if self.interrupted:
-            await self._say_sorry()
-        for leg in self.legs:
-            try:
-                await leg.hangup()
-                if leg.id not in self.ended:
-                    await self._end_attempt(leg, "interrupted" if self.interrupted else "cancelled")
-            except Exception:
-                log.exception("call.cleanup_failed", channel_id=leg.id)
-            self.calls.forget(leg)
-
-    async def _say_sorry(self) -> None:
-        """Whoever is on the line hears why the call ends (bounded: the engine is stopping)."""
-        live = [leg for leg in self.legs if leg.is_answered and not leg.is_gone]
-        plays = [leg.play(self.media(Prompt.CALL_INTERRUPTED)) for leg in live]
-        try:
-            async with asyncio.timeout(INTERRUPT_PROMPT_BUDGET):
-                await asyncio.gather(*plays, return_exceptions=True)
-        except TimeoutError:
-            pass
 
 
 def tariff_for(job: Job, settings: Settings) -> Tariff:

@@ -1,0 +1,166 @@
+"""The legs of one request's call and their attempt rows: dialling with the intent written
+first, waiting for an answer, prompts, and the clean-up every flow ends with.
+
+``AcceptanceFlow`` (acceptance.py) tells the story of the call; this is what it is made of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import structlog
+
+from ivr_engine.calls import Leg
+from ivr_engine.domain.routing import dial_string
+from ivr_engine.errors import Hangup, OriginateFailed
+from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.prompts import Prompt, sound_uri
+from ivr_engine.store import attempts
+from ivr_engine.store.retry import durably
+
+log = structlog.get_logger(__name__)
+
+BUSY_CAUSES = {17}  # Q.850 user busy
+INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" on a stop
+
+
+class CallLegs:
+    def __init__(self, deps: FlowDeps, request_id: int) -> None:
+        self.deps = deps
+        self.request_id = request_id
+        self.settings = deps.settings
+        self.pool = deps.pool
+        self.calls = deps.calls
+        self.legs: list[Leg] = []
+        self.ended: set[str] = set()  # channel ids whose attempt row is final
+        self.detached = False  # the engine stops and leaves the bridged call up
+        self.interrupted = False  # the engine stops before the bridge
+
+    def media(self, prompt: Prompt) -> str:
+        return sound_uri(prompt, self.settings.sound_prefix)
+
+    async def _gone_one(self, expert: Leg, client: Leg) -> Leg | None:
+        """Which of the two has hung up (asking Asterisk, its event may be on its way)."""
+        for leg in (client, expert):
+            if leg.is_gone or await self.calls.channel_state(leg.id) is None:
+                await leg.destroyed(timeout=1)
+                return leg
+        return None
+
+    async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
+        endpoint = dial_string(number, self.settings.dial_routes)
+        request_id = self.request_id
+        channel_id = await durably(
+            lambda: attempts.new(
+                self.pool, request_id, leg=leg, purpose=purpose, dial_string=endpoint
+            ),
+            "attempt intent",
+        )
+        structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
+        log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
+        try:
+            call = await self.calls.originate(
+                channel_id,
+                endpoint,
+                language=language,
+                ring_timeout=self.settings.ring_timeout,
+                caller_id=self.settings.caller_id,
+            )
+        except OriginateFailed:
+            # A leg object that has already failed keeps the flow's code straight.
+            call = self.calls.adopt(channel_id, language)
+            call._on_gone(None, "originate refused", _now())
+        self.legs.append(call)
+        return call
+
+    async def _await_answer(self, leg: Leg) -> OriginateFailed | None:
+        """Wait for ``leg`` to answer and record it; if it never does, the (recorded) failure."""
+        try:
+            await leg.answered(timeout=self.settings.ring_timeout + 10)
+        except OriginateFailed as err:
+            await self._attempt_failed(leg, err)
+            return err
+        await self._answered(leg)
+        return None
+
+    async def _answered(self, leg: Leg) -> None:
+        at = leg.answered_at or _now()
+        await durably(lambda: attempts.answered(self.pool, leg.id, at), "attempt answered")
+
+    async def _say_and_hangup(self, leg: Leg, prompt: Prompt) -> None:
+        try:
+            await leg.play(self.media(prompt))
+        except Hangup:
+            pass
+        await leg.hangup()
+
+    async def _attempt_failed(self, leg: Leg, err: OriginateFailed) -> None:
+        self.ended.add(leg.id)
+        await leg.destroyed(timeout=2)
+        outcome = "busy" if err.cause in BUSY_CAUSES else "no_answer"
+        if err.cause_txt.startswith("originate refused"):
+            outcome = "failed"
+        await self._record_end(leg, outcome, cause=err.cause, cause_text=err.cause_txt)
+
+    async def _end_attempt(self, leg: Leg, outcome: str, choice: str | None = None) -> None:
+        self.ended.add(leg.id)
+        if leg.is_gone:
+            await leg.destroyed(timeout=2)
+        await self._record_end(
+            leg, outcome, cause=leg.hangup_cause, cause_text=leg.hangup_text, choice=choice
+        )
+
+    async def _record_end(
+        self,
+        leg: Leg,
+        outcome: str,
+        *,
+        cause: int | None,
+        cause_text: str,
+        choice: str | None = None,
+    ) -> None:
+        ended_at, dtmf = leg.ended_at, "".join(leg.dtmf_log)
+        await durably(
+            lambda: attempts.ended(
+                self.pool,
+                leg.id,
+                outcome=outcome,
+                ended_at=ended_at,
+                cause=cause,
+                cause_text=cause_text,
+                dtmf=dtmf,
+                choice=choice,
+            ),
+            "attempt end",
+        )
+
+    async def _cleanup(self) -> None:
+        if self.detached:  # the call stays up: the next engine adopts it
+            for leg in self.legs:
+                self.calls.forget(leg)
+            return
+        if self.interrupted:
+            await self._say_sorry()
+        for leg in self.legs:
+            try:
+                await leg.hangup()
+                if leg.id not in self.ended:
+                    await self._end_attempt(leg, "interrupted" if self.interrupted else "cancelled")
+            except Exception:
+                log.exception("call.cleanup_failed", channel_id=leg.id)
+            self.calls.forget(leg)
+
+    async def _say_sorry(self) -> None:
+        """Whoever is on the line hears why the call ends (bounded: the engine is stopping)."""
+        live = [leg for leg in self.legs if leg.is_answered and not leg.is_gone]
+        plays = [leg.play(self.media(Prompt.CALL_INTERRUPTED)) for leg in live]
+        try:
+            async with asyncio.timeout(INTERRUPT_PROMPT_BUDGET):
+                await asyncio.gather(*plays, return_exceptions=True)
+        except TimeoutError:
+            pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
