@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         30.0, ge=0, description="on SIGTERM, calls not yet bridged may finish for this long"
     )
     max_consultation_minutes: float = Field(
-        120.0, gt=1, description="a consultation is ended after this long (warned 1 min before)"
+        120.0, gt=0, description="a consultation is ended after this long (warned 1 min before)"
     )
 
     # Money (EUR). Amounts are Decimal; the rounding rule lives in domain/money.py.

@@ -218,6 +218,7 @@ class FakeBridge:
     channels: list[FakeChannel] = field(default_factory=list)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     apps: set[str] = field(default_factory=set)  # applications told about it
+    played: list[list[str]] = field(default_factory=list)  # media played to the bridge
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -460,6 +461,8 @@ class FakeAri:
         self.channels: dict[str, FakeChannel] = {}  # those that exist now
         self.history: list[FakeChannel] = []  # every channel ever, in creation order
         self.bridges: dict[str, FakeBridge] = {}
+        self.subscriptions: list[tuple[str, list[str]]] = []  # (app, event sources)
+        self.history_bridges: dict[str, FakeBridge] = {}  # every bridge ever made, by id
         self.playbacks: dict[str, FakePlayback] = {}
         self.calls: list[RestCall] = []  # every REST call received
         self.events: list[dict[str, Any]] = []  # every event emitted
@@ -500,6 +503,8 @@ class FakeAri:
         r.add_post("/ari/bridges/{bridge_id}", self._create_bridge)
         r.add_post("/ari/bridges/{bridge_id}/addChannel", self._add_channel)
         r.add_delete("/ari/bridges/{bridge_id}", self._destroy_bridge)
+        r.add_post("/ari/bridges/{bridge_id}/play", self._play_to_bridge)
+        r.add_post("/ari/applications/{app}/subscription", self._subscribe)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)
@@ -664,10 +669,29 @@ class FakeAri:
         receivers = [sub for sub in self._subscribers if sub.app == app]
         for sub in receivers:
             sub.queue.put_nowait(text)
+        # Applications that subscribed to this channel or bridge get it too (as themselves).
+        for other in sorted(self._subscribed_apps(fields) - {app}):
+            copy = json.dumps({**event, "application": other})
+            for sub in self._subscribers:
+                if sub.app == other:
+                    sub.queue.put_nowait(copy)
+                    receivers.append(sub)
         self.events.append(event)
         if not receivers:
             self.lost_events.append(event)
         self.bump()
+
+    def _subscribed_apps(self, fields: dict[str, Any]) -> set[str]:
+        sources = set()
+        if isinstance(fields.get("channel"), dict):
+            sources.add(f"channel:{fields['channel']['id']}")
+        if isinstance(fields.get("bridge"), dict):
+            sources.add(f"bridge:{fields['bridge']['id']}")
+        if isinstance(fields.get("playback"), dict):
+            sources.add(str(fields["playback"].get("target_uri", "")))
+        return {
+            app for app, subscribed in self.subscriptions for src in subscribed if src in sources
+        }
 
     def finish_playback(self, playback: FakePlayback, state: str) -> None:
         if playback.timer is not None:
@@ -948,8 +972,37 @@ class FakeAri:
                 return _error(500, "Supplying a bridge type when updating a bridge is not allowed.")
             return web.json_response(bridge.snapshot())
         bridge = FakeBridge(bridge_id, bridge_type or "mixing")
-        self.bridges[bridge_id] = bridge
+        self.bridges[bridge_id] = self.history_bridges[bridge_id] = bridge
         return web.json_response(bridge.snapshot())
+
+    async def _play_to_bridge(self, request: web.Request) -> web.Response:
+        """Media to everyone in the bridge: recorded in ``bridge.played`` (no events)."""
+        bridge = self.bridges.get(request.match_info["bridge_id"])
+        if bridge is None:
+            return _error(404, "Bridge not found")
+        media = [m for m in request.query.get("media", "").split(",") if m]
+        if not media:
+            return _error(400, "Missing params ['media']")
+        bridge.played.append(media)
+        playback_id = request.query.get("playbackId", f"{bridge.id}-play")
+        return web.json_response(
+            {"id": playback_id, "media_uri": media[0], "target_uri": f"bridge:{bridge.id}"},
+            status=201,
+        )
+
+    async def _subscribe(self, request: web.Request) -> web.Response:
+        """``eventSource=channel:ID,bridge:ID``: 422 when one of them does not exist (the
+        fake sends every channel's events to every socket of its app anyway)."""
+        sources = [s for s in request.query.get("eventSource", "").split(",") if s]
+        if not sources:
+            return _error(400, "Missing parameter eventSource")
+        self.subscriptions.append((request.match_info["app"], sources))
+        for source in sources:
+            kind, _, name = source.partition(":")
+            known = self.channels if kind == "channel" else self.bridges
+            if kind not in ("channel", "bridge") or name not in known:
+                return _error(422, "Event source does not exist")
+        return web.json_response({"name": request.match_info["app"], "channel_ids": []})
 
     async def _add_channel(self, request: web.Request) -> web.Response:
         bridge = self.bridges.get(request.match_info["bridge_id"])

@@ -94,6 +94,7 @@ class Flows:
         self.listener = Listener(settings.database_url.get_secret_value())
         self.listener.on(REQUESTS, self.dispatcher.poke)
         self.hooks_run = 0  # times the on_connected hooks have all run
+        self.dead = False
         self._dispatching = False
         self.ari.on_connected(self._on_ari_connected)
 
@@ -120,10 +121,20 @@ class Flows:
         """As Engine.close: the flows are cancelled (their calls hung up), then ARI closes."""
         await self.recovery.close()
         await self.dispatcher.close()
-        if self.hooks_run:
+        if self.hooks_run and not self.dead:
             await engines.stopped(self.pool, self.engine_id)
         await self.listener.close()
         await self.ari.close()
+
+    async def die(self) -> None:
+        """As kill -9: nothing more from this engine, its calls left as they are, no clean
+        stop recorded, and its lease already expired (rather than waiting for it)."""
+        self.dead = True
+        await self.close()
+        await self.pool.execute(
+            "UPDATE engines SET heartbeat_at = now() - interval '1 hour' WHERE id = $1",
+            self.engine_id,
+        )
 
     # -- rows ------------------------------------------------------------------------------
     async def expert(

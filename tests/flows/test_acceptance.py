@@ -339,3 +339,22 @@ async def test_a_bridge_asterisk_cannot_make_leaves_nothing_behind(flows: StartF
     assert [c.status for c in made] == [500, 200]
     assert h.calls.bridge_entries == {}
     assert (await h.row(request_id))["attempts"] == 1
+
+
+async def test_the_longest_consultation_is_warned_then_ended_and_billed(
+    flows: StartFlows,
+) -> None:
+    h = await flows(max_consultation_minutes=0.05)  # 3 s: the warning comes at once
+    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(CLIENT, answers())
+    request_id = await h.request(await h.expert())
+
+    assert await h.settled(request_id, "completed", timeout=10) == "completed"
+
+    c = await h.consultation(request_id)
+    assert c is not None and c["ended_by"] == "time_limit"
+    assert 2 <= c["billed_seconds"] <= 4
+    bridge = h.fake.history_bridges[f"ivr-{request_id}-bridge"]
+    assert [m for play in bridge.played for m in play] == ["sound:ivr-engine/consultation_ending"]
+    (expert,), (client,) = h.fake.dialled(EXPERT), h.fake.dialled(CLIENT)
+    assert expert.hung_up_by == client.hung_up_by == "engine"

@@ -240,3 +240,33 @@ async def test_a_call_dialled_during_the_resync_is_not_taken_for_gone(flows: Sta
     (a, _) = await h.attempts(request_id)
     assert (a["outcome"], a["choice"]) == ("completed", "1")
     assert await h.emails(request_id) == ["consultation_earnings"]
+
+
+async def test_a_second_engine_leaves_a_live_engine_alone_then_takes_over_its_calls(
+    flows: StartFlows,
+) -> None:
+    first = await flows()
+    first.fake.phone(EXPERT, answers(press="1"))
+    first.fake.phone(CLIENT, answers())
+    request_id = await first.request(await first.expert())
+    await first.wait_state(request_id, "connected")
+    second = await flows(ari_app="ivr-engine-other")
+
+    assert await second.recovery.run(stale_ok=True) == 0  # the first one is alive
+    assert request_id not in second.dispatcher.tasks
+    (expert,), (client,) = first.fake.dialled(EXPERT), first.fake.dialled(CLIENT)
+
+    await first.die()
+    assert expert.hung_up_by is None and client.hung_up_by is None
+    assert await second.recovery.run(stale_ok=True) == 1
+    # Another application's calls: the survivor subscribed to them to hear their events.
+    assert any(
+        app == "ivr-engine-other" and f"channel:{client.id}" in sources
+        for app, sources in second.fake.subscriptions
+    )
+    second.fake.hang_up(client.id)
+    assert await second.settled(request_id, "completed") == "completed"
+    c = await second.consultation(request_id)
+    assert c is not None and c["ended_by"] == "client"
+    assert expert.hung_up_by == "engine"
+    assert (await second.row(request_id))["owner"] == second.engine_id
