@@ -200,3 +200,100 @@ async def test_a_second_engine_leaves_a_live_engines_calls_alone_then_takes_them
     row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
     assert row["ended_by"] == "client"
     assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1
+
+
+async def test_kill9_with_calls_in_every_stage(
+    harness: Callable[..., Awaitable[Harness]],
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    phones: PhoneBook,
+    sandbox: SandboxInfo,
+    pool: Any,
+) -> None:
+    """Five bridged consultations and one request in each stage before the bridge, then
+    kill -9: every bridged pair stays up and is billed right by the next engine; the others
+    go back to the head of their list, their attempt not counted."""
+    bridged = [(f"+3906000002{i}1", f"+3933300003{i}2") for i in range(5)]
+    for expert, client in bridged:
+        await phones.phone(expert, answer("1", dtmf_delay_ms=1000))
+        await phones.phone(client, answer(hangup_after_ms=45000))
+    ringing, offered, accepted = "+390600000261", "+390600000271", "+390600000281"
+    await phones.phone(ringing, no_answer())
+    await phones.phone(offered, answer())  # answers and never presses a key
+    await phones.phone(accepted, answer("1", dtmf_delay_ms=1000))
+    client_ringing = "+393330000382"
+    await phones.phone(client_ringing, no_answer())
+    first = await engine_process(lease_seconds=LEASE, ring_timeout="30", digit_timeout="20")
+
+    async def place_for(expert: str, client: str) -> int:
+        made = await api(
+            first,
+            "POST",
+            "/api/v1/experts",
+            {"alias": "Anna", "phone": expert, "rate_per_minute": "1.20", "email": "a@x.org"},
+        )
+        request = await api(
+            first,
+            "POST",
+            f"/api/v1/experts/{made['id']}/requests",
+            {"client_phone": client, "client_alias": "Marco"},
+        )
+        return int(request["id"])
+
+    async with observing(sandbox) as observer:
+        consultations = [await place_for(e, c) for e, c in bridged]
+        for request_id in consultations:
+            await wait_state(pool, request_id, "connected", timeout=60)
+        stages = {
+            "ringing_expert": await place_for(ringing, "+393330000362"),
+            "offer": await place_for(offered, "+393330000372"),
+            "ringing_client": await place_for(accepted, client_ringing),
+        }
+        await wait_state(pool, stages["ringing_client"], "ringing_client", timeout=30)
+        assert await pool.fetchval(
+            "SELECT answered_at IS NOT NULL FROM call_attempts WHERE request_id = $1",
+            stages["offer"],
+        )
+        first.send(signal.SIGKILL)
+        await first.wait(10)
+        bridges = await ari_get(sandbox, "/bridges")
+        for request_id in consultations:
+            (bridge,) = [b for b in bridges if b["id"] == f"ivr-{request_id}-bridge"]
+            assert len(bridge["channels"]) == 2, bridge
+        second = await harness(lease_seconds=float(LEASE), ring_timeout=30, digit_timeout=20)
+        for request_id in stages.values():
+            await _wait_event(pool, request_id, "engine_interrupted")
+        for request_id in consultations:
+            assert await second.wait_state(request_id, "completed", timeout=60) == "completed"
+    for request_id in consultations:
+        bridge_id = f"ivr-{request_id}-bridge"
+        row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+        assert row["ended_by"] == "client", dict(row)
+        truth = observer.bridged_seconds(bridge_id)
+        assert abs(row["billed_seconds"] - truth) <= 1, (request_id, row["billed_seconds"], truth)
+    for stage, request_id in stages.items():
+        first_attempts = [
+            a for a in await second.attempts(request_id) if a["outcome"] == "interrupted"
+        ]
+        assert first_attempts, stage
+        await _wait_event(pool, request_id, "attempt 1", after="engine_interrupted")
+
+
+async def _wait_event(
+    pool: Any, request_id: int, detail: str, *, after: str = "", timeout: float = 30
+) -> None:
+    """Wait for an event with ``detail`` (later than the first one with ``after``): a call
+    rung again after an interruption is "attempt 1" again, its first attempt not counted."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await pool.fetchval(
+            "SELECT count(*) FROM request_events e WHERE e.request_id = $1 AND e.detail = $2"
+            " AND e.id > coalesce((SELECT min(id) FROM request_events"
+            "  WHERE request_id = $1 AND detail = $3), 0)",
+            request_id,
+            detail,
+            after or "-",
+        ):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"request {request_id}: no {detail!r} event")
