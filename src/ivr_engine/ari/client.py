@@ -76,6 +76,7 @@ class AriClient:
         self.state = ConnectionState.IDLE
         self.connected = asyncio.Event()
         self.connections = 0  # how many times the WebSocket was (re)opened
+        self._reconnected = asyncio.Event()  # set (and replaced) at each re-opening
 
     # -- lifecycle -------------------------------------------------------------------
     def on_event(self, handler: EventHandler) -> None:
@@ -89,6 +90,11 @@ class AriClient:
             self._session = aiohttp.ClientSession(headers=self._headers)
         if self._ws_task is None:
             self._ws_task = asyncio.create_task(self._run_ws(), name=f"ari-ws-{self.app}")
+
+    async def next_reconnection(self) -> None:
+        """Return once the WebSocket has been re-opened after now, its hooks (the resync)
+        run: events of the gap were lost."""
+        await self._reconnected.wait()
 
     async def wait_connected(self, timeout: float) -> None:
         try:
@@ -161,6 +167,9 @@ class AriClient:
                     self.connected.set()
                     log.info("ari.connected", app=self.app, connections=self.connections)
                     await self._run_hooks()
+                    if self.connections > 1:
+                        reconnected, self._reconnected = self._reconnected, asyncio.Event()
+                        reconnected.set()
                     async for msg in ws:
                         if msg.type is aiohttp.WSMsgType.TEXT:
                             self._dispatch(msg.data)

@@ -157,6 +157,10 @@ class Leg:
         if self._gone.done():
             raise self._gone.result()
 
+    async def stop_playbacks(self) -> None:
+        """Stop whatever is playing to this leg now."""
+        await self._stop_playbacks()
+
     async def _stop_playbacks(self) -> None:
         for playback_id in list(self._playbacks):
             try:
