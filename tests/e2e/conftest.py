@@ -4,33 +4,77 @@ wired to a fresh database, and simulated SIP phones."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
-from ivr_devkit.sandbox import Sandbox, SandboxInfo
+from ivr_devkit.pgcluster import ThrowawayCluster
+from ivr_devkit.sandbox import CelDatabase, Sandbox, SandboxInfo
 from ivr_devkit.simphones import PhoneBook
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
+from ivr_engine.store import connect_pool, migrate
 from ivr_engine.transcript import transcript
 
 API_TOKEN = "e2e-token"
 
 
+# Asterisk's Channel Event Logging goes to a database of the session's cluster, shared by
+# every test (channel ids repeat across tests: look-ups filter by time). Asterisk logs in
+# with a role that may only insert, as a production one should.
+CEL_DATABASE = "asterisk_cel"
+CEL_ROLE = "asterisk"
+CEL_PASSWORD = "cel-e2e-secret"
+# Not UTC on purpose: every session in that database (Asterisk's too) gets this zone, and
+# the CEL times must not depend on it (migrations/0009_cel.sql).
+CEL_SESSION_ZONE = "Pacific/Auckland"
+
+
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxInfo]:
+async def cel_dsn(pg_cluster: ThrowawayCluster) -> str:
+    """The CEL database, migrated, as the engine's role sees it (IVR_CEL_DATABASE_URL)."""
+    admin = await asyncpg.connect(pg_cluster.dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {CEL_DATABASE}")
+        await admin.execute(f"ALTER DATABASE {CEL_DATABASE} SET TimeZone = '{CEL_SESSION_ZONE}'")
+        await admin.execute(f"CREATE ROLE {CEL_ROLE} LOGIN PASSWORD '{CEL_PASSWORD}'")
+    finally:
+        await admin.close()
+    dsn = f"{pg_cluster.dsn.rpartition('/')[0]}/{CEL_DATABASE}"
+    pool = await connect_pool(dsn)
+    try:
+        await migrate(pool)
+        await pool.execute(
+            f"GRANT INSERT ON cel TO {CEL_ROLE}; GRANT USAGE ON SEQUENCE cel_id_seq TO {CEL_ROLE}"
+        )
+    finally:
+        await pool.close()
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def sandbox(cel_dsn: str) -> Iterator[SandboxInfo]:
+    port = urlsplit(cel_dsn).port
+    assert port is not None
+    cel = CelDatabase(
+        host="127.0.0.1", port=port, dbname=CEL_DATABASE, user=CEL_ROLE, password=CEL_PASSWORD
+    )
     box = Sandbox()
     # One test run at a time owns the sandbox (its ports and its phones' ports are fixed):
     # a second run on the same machine waits here instead of stopping Asterisk under the first.
     box.cache_dir.mkdir(parents=True, exist_ok=True)
     with open(box.cache_dir / "e2e-session.lock", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        info = box.up()
+        info = box.up(cel=cel)
         try:
             yield info
         finally:
@@ -117,7 +161,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    sandbox: SandboxInfo, dsn: str, phones: PhoneBook
+    sandbox: SandboxInfo, dsn: str, cel_dsn: str, phones: PhoneBook
 ) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     engines: list[Engine] = []
     session = aiohttp.ClientSession()
@@ -130,10 +174,11 @@ async def harness(
         settings = settings_from_env(
             sandbox.engine_env(),
             database_url=dsn,
+            cel_database_url=cel_dsn,
             api_token=API_TOKEN,
             link_secret="e2e-link-secret",
             http_port=0,
-            dial_routes=phones.routes(),
+            dial_routes=overrides.pop("dial_routes", None) or phones.routes(),
             ring_timeout=overrides.pop("ring_timeout", 4),
             retry_delay=overrides.pop("retry_delay", 3),
             digit_timeout=overrides.pop("digit_timeout", 4),
@@ -158,6 +203,55 @@ async def harness(
         assert not engine.calls.legs, list(engine.calls.legs)
         assert not engine.calls.bridge_entries, list(engine.calls.bridge_entries)
     assert not unhandled, [c.get("message") for c in unhandled]
+
+
+class AriObserver:
+    """A second ARI application subscribed to everything: what Asterisk says happened,
+    independently of the engine under test. Keeps the events of the given types."""
+
+    def __init__(self, info: SandboxInfo, *types: str) -> None:
+        self.info = info
+        self.types = set(types)
+        self.events: list[dict[str, Any]] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AriObserver:
+        self._task = asyncio.create_task(self._watch(), name="ari-observer")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._task.done():
+            await self._task  # raises why it could not connect
+        assert self._ready.is_set(), "the ARI observer did not connect in 10 s"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def of(self, kind: str, channel_id: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e["type"] == kind and e.get("channel", {}).get("id") == channel_id
+        ]
+
+    async def _watch(self) -> None:
+        url = self.info.ari_url.replace("http", "ws", 1) + "/events"
+        token = base64.b64encode(f"{self.info.ari_user}:{self.info.ari_password}".encode())
+        headers = {"Authorization": f"Basic {token.decode()}"}
+        params = {"app": "e2e-observer", "subscribeAll": "true"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url, params=params, headers=headers) as ws,
+        ):
+            self._ready.set()
+            async for msg in ws:
+                event = json.loads(msg.data)
+                if event.get("type") in self.types:
+                    self.events.append(event)
 
 
 def money(value: str) -> Decimal:
