@@ -300,3 +300,10 @@ def test_cel_values_cel_pgsql_cannot_pass_are_refused(field: dict[str, str]) -> 
     values: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "dbname": "d", "user": "u"}
     with pytest.raises(SandboxError):
         CelDatabase(**{**values, **field})
+
+
+def test_dead_legs_are_hung_up_by_asterisk(rendered: dict[str, str]) -> None:
+    template = section(rendered["pjsip.conf"], "ivr-endpoint")
+    assert template["rtp_timeout"] == ["30"] and template["rtp_timeout_hold"] == ["300"]
+    # The sandbox's endpoint for the RTP-timeout test overrides it (the last value wins).
+    assert section(rendered["pjsip.conf"], "phone-network-rtp-timeout")["rtp_timeout"] == ["5"]
