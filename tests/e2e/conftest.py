@@ -207,12 +207,17 @@ async def harness(
 
 class AriObserver:
     """A second ARI application subscribed to everything: what Asterisk says happened,
-    independently of the engine under test. Keeps the events of the given types."""
+    independently of the engine under test. Keeps the events of the given types, and can
+    make REST calls of its own (channels it creates land in its application)."""
+
+    APP = "e2e-observer"
 
     def __init__(self, info: SandboxInfo, *types: str) -> None:
         self.info = info
         self.types = set(types)
         self.events: list[dict[str, Any]] = []
+        token = base64.b64encode(f"{info.ari_user}:{info.ari_password}".encode()).decode()
+        self._http = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"})
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -230,6 +235,7 @@ class AriObserver:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._http.close()
 
     def of(self, kind: str, channel_id: str) -> list[dict[str, Any]]:
         return [
@@ -238,15 +244,23 @@ class AriObserver:
             if e["type"] == kind and e.get("channel", {}).get("id") == channel_id
         ]
 
+    async def wait_for(self, kind: str, channel_id: str, timeout: float = 10) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.of(kind, channel_id):
+            assert loop.time() < deadline, f"no {kind} for {channel_id} in {timeout} s"
+            await asyncio.sleep(0.02)
+        return self.of(kind, channel_id)[0]
+
+    async def rest(self, method: str, path: str, **params: str) -> Any:
+        async with self._http.request(method, self.info.ari_url + path, params=params) as resp:
+            assert resp.status < 300, (method, path, resp.status, await resp.text())
+            return await resp.json() if resp.content_length else None
+
     async def _watch(self) -> None:
         url = self.info.ari_url.replace("http", "ws", 1) + "/events"
-        token = base64.b64encode(f"{self.info.ari_user}:{self.info.ari_password}".encode())
-        headers = {"Authorization": f"Basic {token.decode()}"}
-        params = {"app": "e2e-observer", "subscribeAll": "true"}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.ws_connect(url, params=params, headers=headers) as ws,
-        ):
+        params = {"app": self.APP, "subscribeAll": "true"}
+        async with self._http.ws_connect(url, params=params) as ws:
             self._ready.set()
             async for msg in ws:
                 event = json.loads(msg.data)

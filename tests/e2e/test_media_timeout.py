@@ -52,13 +52,14 @@ async def cel_pool(cel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 async def test_a_silent_leg_is_hung_up_by_asterisk_with_cause_44(
     harness: Callable[..., Awaitable[Harness]], phones: PhoneBook, cel_pool: asyncpg.Pool
 ) -> None:
-    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    # No acceptance prompt: the expert answers and the client is called at once.
+    await phones.phone(EXPERT, answer())
     client = await phones.phone(CLIENT, answer("5", dtmf_delay_ms=KEY_AFTER_MS))
     routes = phones.routes()
     routes[CLIENT] = client.dial_string.replace("PJSIP/phone-network/", f"PJSIP/{ENDPOINT}/")
     h = await harness(dial_routes=routes)
     async with AriObserver(h.info, "ChannelHangupRequest", "ChannelDestroyed") as ari:
-        request_id = await h.request(await h.expert(EXPERT), CLIENT)
+        request_id = await h.request(await h.expert(EXPERT, ivr=False), CLIENT)
         assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
         phone = await client.finished(20)
 
