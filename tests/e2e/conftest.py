@@ -1,5 +1,6 @@
-"""End-to-end fixtures: the sandbox Asterisk (started once per session), an engine per test
-wired to a fresh database, and simulated SIP phones."""
+"""End-to-end fixtures: the sandbox Asterisk (started once per session) logging channel
+events into the session's CEL database, an engine per test wired to a fresh database, and
+simulated SIP phones."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ async def cel_dsn(pg_cluster: ThrowawayCluster) -> str:
     finally:
         await pool.close()
     return dsn
+
+
+@pytest.fixture
+async def cel_pool(cel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """The engine's view of the CEL database (what store/cel.py is given)."""
+    pool = await connect_pool(cel_dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture(scope="session")

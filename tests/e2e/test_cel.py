@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from ivr_devkit.sandbox import Sandbox, SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.ari.models import parse_ari_time
-from ivr_engine.store import cel, connect_pool
+from ivr_engine.store import cel
 
 from .conftest import CEL_ROLE, AriObserver, Harness
 
@@ -40,15 +40,6 @@ EXIT_TO_ENGINE_END = timedelta(milliseconds=250)
 # SIPp stamps a trace line after sending the message: Asterisk's exit may come a few
 # microseconds "before" the BYE by that clock.
 SIPP_TRACE_LAG = timedelta(milliseconds=5)
-
-
-@pytest.fixture
-async def cel_pool(cel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect_pool(cel_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def _cel_rows(pool: asyncpg.Pool, channel_id: str, since: datetime) -> list[Any]:

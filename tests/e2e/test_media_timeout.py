@@ -9,7 +9,7 @@ Asterisk logged, and that "hangup time - rtp_timeout" is when the media stopped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -22,7 +22,7 @@ from ivr_engine.domain.media import (
     SOFTHANGUP_EXPLICIT,
     media_stopped_at,
 )
-from ivr_engine.store import cel, connect_pool
+from ivr_engine.store import cel
 
 from .conftest import AriObserver, Harness
 
@@ -38,15 +38,6 @@ KEY_AFTER_MS = 3000
 PRESS_LAST_PACKET = timedelta(milliseconds=140)  # simphones.dtmf_pcap: 8 updates, 20 ms apart
 # Asterisk counts whole seconds (domain/media.py), plus room for SIPp's own scheduling.
 WHOLE_SECONDS_SLACK = timedelta(seconds=1.3)
-
-
-@pytest.fixture
-async def cel_pool(cel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect_pool(cel_dsn)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_a_silent_leg_is_hung_up_by_asterisk_with_cause_44(
