@@ -24,6 +24,11 @@ class Settings(BaseSettings):
 
     # PostgreSQL
     database_url: SecretStr = Field(description="asyncpg DSN, e.g. postgresql://u:p@host/db")
+    # Where Asterisk's cel_pgsql writes Channel Event Logging (table ``cel``): what Asterisk
+    # itself recorded of each channel. Often the engine's own database.
+    cel_database_url: SecretStr | None = Field(
+        None, description="DSN of the database holding Asterisk's cel table (default: database_url)"
+    )
 
     # Asterisk REST Interface
     ari_url: str = "http://127.0.0.1:8088/ari"
@@ -78,6 +83,12 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         30.0, ge=0, description="on SIGTERM, calls not yet bridged may finish for this long"
     )
+    rtp_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Asterisk's rtp_timeout (pjsip.conf): a leg it hangs up for silence is"
+        " billed only until its media stopped, this long before the hangup",
+    )
     max_consultation_minutes: float = Field(
         120.0, gt=0, description="a consultation is ended after this long (warned 1 min before)"
     )
@@ -106,6 +117,11 @@ class Settings(BaseSettings):
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def cel_dsn(self) -> str:
+        """The DSN to read Asterisk's CEL rows from."""
+        return (self.cel_database_url or self.database_url).get_secret_value()
 
     def tariff(self, *, rate: Decimal, category: str, expert_number: str) -> Tariff:
         """The tariff a consultation starting now freezes (the call flow, and the panel

@@ -40,6 +40,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
+        self._cel_pool: asyncpg.Pool | None = None
         self.ari = AriClient(
             settings.ari_url,
             settings.ari_user,
@@ -77,7 +78,11 @@ class Engine:
             pool, s.ari_app, s.lease_seconds, watching=self.ari.connected.is_set
         )
         await lease.register()
-        deps = FlowDeps(settings=s, pool=pool, calls=self.calls)
+        if s.cel_database_url is not None:
+            # Connected on first use: Asterisk's record is read only to bill calls that
+            # ended unwatched, and the engine must start even while that database is away.
+            self._cel_pool = await asyncpg.create_pool(s.cel_dsn, min_size=0, max_size=2)
+        deps = FlowDeps(settings=s, pool=pool, calls=self.calls, cel_pool=self._cel_pool)
         self.dispatcher = dispatcher = Dispatcher(
             deps, ready=self.ari.connected.is_set, engine_id=lease.id
         )
@@ -167,6 +172,9 @@ class Engine:
             await self.mailer.close()
         await self.ami.close()
         await self.ari.close()
+        if self._cel_pool is not None:
+            await self._cel_pool.close()
+            self._cel_pool = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -1,23 +1,29 @@
-"""End-to-end fixtures: the sandbox Asterisk (started once per session), an engine per test
-wired to a fresh database, and simulated SIP phones."""
+"""End-to-end fixtures: the sandbox Asterisk (started once per session) logging channel
+events into the session's CEL database, an engine per test wired to a fresh database, and
+simulated SIP phones."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
-from ivr_devkit.sandbox import Sandbox, SandboxInfo
+from ivr_devkit.pgcluster import ThrowawayCluster
+from ivr_devkit.sandbox import CelDatabase, Sandbox, SandboxInfo
 from ivr_devkit.simphones import PhoneBook
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
+from ivr_engine.store import connect_pool, migrate
 from ivr_engine.transcript import transcript
 
 from .processes import EngineProcess
@@ -25,15 +31,63 @@ from .processes import EngineProcess
 API_TOKEN = "e2e-token"
 
 
+# Asterisk's Channel Event Logging goes to a database of the session's cluster, shared by
+# every test (channel ids repeat across tests: look-ups filter by time). Asterisk logs in
+# with a role that may only insert, as a production one should.
+CEL_DATABASE = "asterisk_cel"
+CEL_ROLE = "asterisk"
+CEL_PASSWORD = "cel-e2e-secret"
+# Not UTC on purpose: every session in that database (Asterisk's too) gets this zone, and
+# the CEL times must not depend on it (migrations/0009_cel.sql).
+CEL_SESSION_ZONE = "Pacific/Auckland"
+
+
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxInfo]:
+async def cel_dsn(pg_cluster: ThrowawayCluster) -> str:
+    """The CEL database, migrated, as the engine's role sees it (IVR_CEL_DATABASE_URL)."""
+    admin = await asyncpg.connect(pg_cluster.dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {CEL_DATABASE}")
+        await admin.execute(f"ALTER DATABASE {CEL_DATABASE} SET TimeZone = '{CEL_SESSION_ZONE}'")
+        await admin.execute(f"CREATE ROLE {CEL_ROLE} LOGIN PASSWORD '{CEL_PASSWORD}'")
+    finally:
+        await admin.close()
+    dsn = f"{pg_cluster.dsn.rpartition('/')[0]}/{CEL_DATABASE}"
+    pool = await connect_pool(dsn)
+    try:
+        await migrate(pool)
+        await pool.execute(
+            f"GRANT INSERT ON cel TO {CEL_ROLE}; GRANT USAGE ON SEQUENCE cel_id_seq TO {CEL_ROLE}"
+        )
+    finally:
+        await pool.close()
+    return dsn
+
+
+@pytest.fixture
+async def cel_pool(cel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """The engine's view of the CEL database (what store/cel.py is given)."""
+    pool = await connect_pool(cel_dsn)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox(cel_dsn: str) -> Iterator[SandboxInfo]:
+    port = urlsplit(cel_dsn).port
+    assert port is not None
+    cel = CelDatabase(
+        host="127.0.0.1", port=port, dbname=CEL_DATABASE, user=CEL_ROLE, password=CEL_PASSWORD
+    )
     box = Sandbox()
     # One test run at a time owns the sandbox (its ports and its phones' ports are fixed):
     # a second run on the same machine waits here instead of stopping Asterisk under the first.
     box.cache_dir.mkdir(parents=True, exist_ok=True)
     with open(box.cache_dir / "e2e-session.lock", "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        info = box.up()
+        info = box.up(cel=cel)
         try:
             yield info
         finally:
@@ -134,7 +188,7 @@ async def _hang_up_leftovers(info: SandboxInfo, session: aiohttp.ClientSession) 
 
 @pytest.fixture
 async def harness(
-    sandbox: SandboxInfo, dsn: str, phones: PhoneBook
+    sandbox: SandboxInfo, dsn: str, cel_dsn: str, phones: PhoneBook
 ) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     engines: list[Engine] = []
     session = aiohttp.ClientSession()
@@ -147,10 +201,11 @@ async def harness(
         settings = settings_from_env(
             sandbox.engine_env(),
             database_url=dsn,
+            cel_database_url=cel_dsn,
             api_token=API_TOKEN,
             link_secret="e2e-link-secret",
             http_port=0,
-            dial_routes=phones.routes(),
+            dial_routes=overrides.pop("dial_routes", None) or phones.routes(),
             ring_timeout=overrides.pop("ring_timeout", 4),
             retry_delay=overrides.pop("retry_delay", 3),
             digit_timeout=overrides.pop("digit_timeout", 4),
@@ -182,7 +237,7 @@ async def harness(
 
 @pytest.fixture
 async def engine_process(
-    sandbox: SandboxInfo, dsn: str, phones: PhoneBook, tmp_path: Path
+    sandbox: SandboxInfo, dsn: str, cel_dsn: str, phones: PhoneBook, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[EngineProcess]]]:
     """Start engines as processes of their own; every one is ended at teardown."""
     started: list[EngineProcess] = []
@@ -191,6 +246,7 @@ async def engine_process(
         env = {
             **sandbox.engine_env(),
             "IVR_DATABASE_URL": dsn,
+            "IVR_CEL_DATABASE_URL": cel_dsn,
             "IVR_API_TOKEN": API_TOKEN,
             "IVR_LINK_SECRET": "e2e-link-secret",
             "IVR_DIAL_ROUTES": json.dumps(phones.routes()),
@@ -210,6 +266,69 @@ async def engine_process(
     finally:
         for engine in started:
             await engine.stop()
+
+
+class AriObserver:
+    """A second ARI application subscribed to everything: what Asterisk says happened,
+    independently of the engine under test. Keeps the events of the given types, and can
+    make REST calls of its own (channels it creates land in its application)."""
+
+    APP = "e2e-observer"
+
+    def __init__(self, info: SandboxInfo, *types: str) -> None:
+        self.info = info
+        self.types = set(types)
+        self.events: list[dict[str, Any]] = []
+        token = base64.b64encode(f"{info.ari_user}:{info.ari_password}".encode()).decode()
+        self._http = aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"})
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AriObserver:
+        self._task = asyncio.create_task(self._watch(), name="ari-observer")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if self._task.done():
+            await self._task  # raises why it could not connect
+        assert self._ready.is_set(), "the ARI observer did not connect in 10 s"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._http.close()
+
+    def of(self, kind: str, channel_id: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e["type"] == kind and e.get("channel", {}).get("id") == channel_id
+        ]
+
+    async def wait_for(self, kind: str, channel_id: str, timeout: float = 10) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.of(kind, channel_id):
+            assert loop.time() < deadline, f"no {kind} for {channel_id} in {timeout} s"
+            await asyncio.sleep(0.02)
+        return self.of(kind, channel_id)[0]
+
+    async def rest(self, method: str, path: str, **params: str) -> Any:
+        async with self._http.request(method, self.info.ari_url + path, params=params) as resp:
+            assert resp.status < 300, (method, path, resp.status, await resp.text())
+            return await resp.json() if resp.content_length else None
+
+    async def _watch(self) -> None:
+        url = self.info.ari_url.replace("http", "ws", 1) + "/events"
+        params = {"app": self.APP, "subscribeAll": "true"}
+        async with self._http.ws_connect(url, params=params) as ws:
+            self._ready.set()
+            async for msg in ws:
+                event = json.loads(msg.data)
+                if event.get("type") in self.types:
+                    self.events.append(event)
 
 
 def money(value: str) -> Decimal:

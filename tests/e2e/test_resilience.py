@@ -32,7 +32,7 @@ async def test_asterisk_restart_while_expert_rings(
     box = Sandbox()
     await asyncio.to_thread(box.down)  # Asterisk dies with the call ringing
     await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1000))
-    await asyncio.to_thread(box.up)
+    await asyncio.to_thread(lambda: box.up(cel=h.info.cel))
 
     assert await h.wait_state(request_id, "completed", timeout=90) == "completed"
     assert h.engine.ari.connections > connections  # the WebSocket was reopened

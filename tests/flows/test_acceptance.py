@@ -3,11 +3,13 @@ and what PostgreSQL recorded (request, events, attempts, consultation and bill, 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from decimal import Decimal
 
 import pytest
 
+from ivr_engine.domain.media import RTP_TIMEOUT_CAUSE
 from tests.fakes import Phone, answers, busy, never_answers, refuses
 
 from .conftest import CLIENT, EXPERT, StartFlows
@@ -358,3 +360,22 @@ async def test_the_longest_consultation_is_warned_then_ended_and_billed(
     assert [m for play in bridge.played for m in play] == ["sound:ivr-engine/consultation_ending"]
     (expert,), (client,) = h.fake.dialled(EXPERT), h.fake.dialled(CLIENT)
     assert expert.hung_up_by == client.hung_up_by == "engine"
+
+
+async def test_a_leg_hung_up_for_silence_is_billed_until_its_media_stopped(
+    flows: StartFlows,
+) -> None:
+    """Asterisk's rtp_timeout hung the client up (cause 44): the last rtp_timeout seconds
+    carried nothing, and are not billed."""
+    h = await flows(rtp_timeout=2.0)
+    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(CLIENT, answers())
+    request_id = await h.request(await h.expert())
+    await h.wait_state(request_id, "connected")
+    await asyncio.sleep(3.2)
+    h.fake.hang_up(h.fake.dialled(CLIENT)[0].id, cause=RTP_TIMEOUT_CAUSE)
+
+    assert await h.settled(request_id, "completed") == "completed"
+    c = await h.consultation(request_id)
+    assert c is not None and c["ended_by"] == "client"
+    assert c["billed_seconds"] == 2  # 3.2 s bridged, less the 2 s of silence, rounded up

@@ -75,3 +75,15 @@ def test_settings_from_an_ivr_mapping() -> None:
     )
     assert s.ami_port == 15038 and s.ring_timeout == 4
     assert s.dial_routes == {"*": "PJSIP/phone-network/sip:{number}@127.0.0.1:5070"}
+
+
+def test_cel_database_defaults_to_the_engine_database(tmp_path: Path) -> None:
+    cfg = tmp_path / "ivr.env"
+    cfg.write_text(
+        "IVR_DATABASE_URL=postgresql://u@127.0.0.1/engine\n"
+        "IVR_ARI_PASSWORD=a\nIVR_AMI_SECRET=b\nIVR_API_TOKEN=c\nIVR_LINK_SECRET=l\n"
+    )
+    assert load_settings(cfg).cel_dsn == "postgresql://u@127.0.0.1/engine"
+    with cfg.open("a") as out:
+        out.write("IVR_CEL_DATABASE_URL=postgresql://u@127.0.0.1/asterisk_cel\n")
+    assert load_settings(cfg).cel_dsn == "postgresql://u@127.0.0.1/asterisk_cel"

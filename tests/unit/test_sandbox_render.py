@@ -6,6 +6,7 @@ import json
 import re
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from ivr_devkit.sandbox.chroot import apt_snippets
 from ivr_devkit.sandbox.render import (
     OPERATORS,
     PLACEHOLDER,
+    CelDatabase,
     Ports,
     Secrets,
     load_or_create_secrets,
@@ -261,3 +263,47 @@ def test_apt_snippets_found_by_content(tmp_path: Path) -> None:
     (tmp_path / "10other").write_text('APT::Install-Recommends "false";\n')
     (tmp_path / "99snapshot").write_text('Acquire::Check-Valid-Until "false";\n')
     assert apt_snippets(tmp_path) == [tmp_path / "99snapshot"]
+
+
+CEL = CelDatabase(
+    host="127.0.0.1", port=54321, dbname="asterisk_cel", user="asterisk", password="c-1"
+)
+
+
+def test_cel_goes_to_the_given_database(creds: Secrets) -> None:
+    rendered = render_configs(Ports(), creds, cel=CEL)
+    assert all("@@" not in text for text in rendered.values())
+    pgsql = section(rendered["cel_pgsql.conf"], "global")
+    assert pgsql["hostname"] == ["127.0.0.1"] and pgsql["port"] == ["54321"]
+    assert pgsql["dbname"] == ["asterisk_cel"] and pgsql["table"] == ["cel"]
+    assert pgsql["user"] == ["asterisk"] and pgsql["password"] == ["c-1"]
+    # The cel table keeps eventtime as UTC wall-clock time (migrations/0009_cel.sql).
+    assert pgsql["usegmtime"] == ["yes"]
+    general = section(rendered["cel.conf"], "general")
+    assert general["enable"] == ["yes"]
+    events = set(general["events"][0].split(","))
+    assert {"CHAN_START", "ANSWER", "BRIDGE_ENTER", "BRIDGE_EXIT", "HANGUP", "CHAN_END"} <= events
+    modules = section(rendered["modules.conf"], "modules")
+    assert "cel_pgsql.so" not in modules["noload"]
+    assert "cel_pgsql.so" in modules["load"]
+
+
+def test_without_cel_database_cel_pgsql_stays_unloaded(rendered: dict[str, str]) -> None:
+    assert "cel_pgsql.so" in section(rendered["modules.conf"], "modules")["noload"]
+    assert not sections(rendered["cel_pgsql.conf"])
+
+
+@pytest.mark.parametrize(
+    "field", [{"password": "two words"}, {"password": "it's"}, {"user": "a;b"}, {"dbname": ""}]
+)
+def test_cel_values_cel_pgsql_cannot_pass_are_refused(field: dict[str, str]) -> None:
+    values: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "dbname": "d", "user": "u"}
+    with pytest.raises(SandboxError):
+        CelDatabase(**{**values, **field})
+
+
+def test_dead_legs_are_hung_up_by_asterisk(rendered: dict[str, str]) -> None:
+    template = section(rendered["pjsip.conf"], "ivr-endpoint")
+    assert template["rtp_timeout"] == ["30"] and template["rtp_timeout_hold"] == ["300"]
+    # The sandbox's endpoint for the RTP-timeout test overrides it (the last value wins).
+    assert section(rendered["pjsip.conf"], "phone-network-rtp-timeout")["rtp_timeout"] == ["5"]

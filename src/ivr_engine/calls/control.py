@@ -193,7 +193,9 @@ class CallControl:
         elif isinstance(event, ChannelDestroyed):
             leg._on_destroyed(event.cause, event.cause_txt, event.timestamp)
         elif isinstance(event, ChannelHangupRequest):
-            leg._on_hangup_request(event.cause)
+            # A soft hangup's "cause" is Asterisk's soft-hangup flag (1, 32), not a Q.850
+            # cause (see domain/media.py): only ChannelDestroyed has the real one then.
+            leg._on_hangup_request(None if event.soft else event.cause)
         elif isinstance(event, StasisEnd):
             leg._on_gone(leg.hangup_cause, leg.hangup_text, event.timestamp)
 

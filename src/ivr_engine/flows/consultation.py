@@ -18,6 +18,7 @@ import structlog
 
 from ivr_engine.aio import finish
 from ivr_engine.calls import LOST_WHILE_DISCONNECTED, Leg
+from ivr_engine.domain.media import media_stopped_at
 from ivr_engine.errors import AriError, AriUnavailable
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
@@ -90,9 +91,14 @@ class ConsultationWatch:
     async def _real_end(self, first: Leg) -> datetime:
         """When the consultation ended: the hangup Asterisk reported, or, when the engine
         only noticed it after its event socket came back, what Asterisk recorded (CEL)."""
-        if first.hangup_text != LOST_WHILE_DISCONNECTED and first.ended_at is not None:
-            return first.ended_at
         call = self.call
+        await first.destroyed(timeout=2)  # ChannelDestroyed carries the final cause
+        if first.hangup_text != LOST_WHILE_DISCONNECTED and first.ended_at is not None:
+            # A leg Asterisk hung up for lack of media is billed until its media stopped.
+            rtp_timeout = self.deps.settings.rtp_timeout
+            return max(
+                call.start, media_stopped_at(first.ended_at, first.hangup_cause, rtp_timeout)
+            )
         recorded = await durably(
             lambda: cel.bridge_end(self.deps.cel, [call.expert.id, call.client.id], call.start),
             "read CEL",

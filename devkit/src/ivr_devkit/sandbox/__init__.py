@@ -21,8 +21,9 @@ from pathlib import Path
 
 from ivr_devkit.errors import SandboxError
 from ivr_devkit.sandbox import chroot, process, render, sounds
+from ivr_devkit.sandbox.render import CelDatabase
 
-__all__ = ["Sandbox", "SandboxInfo"]
+__all__ = ["CelDatabase", "Sandbox", "SandboxInfo"]
 
 START_TIMEOUT = 60.0
 
@@ -40,6 +41,7 @@ class SandboxInfo:
     ami_secret: str
     sip_port: int
     operators: dict[str, str] = field(default_factory=dict)
+    cel: CelDatabase | None = None  # where Asterisk logs channel events, if anywhere
 
     def engine_env(self) -> dict[str, str]:
         """The IVR_* variables that point an engine at this sandbox."""
@@ -84,20 +86,24 @@ class Sandbox:
             raise SandboxError("the sandbox is running: `down` it before rebuilding")
         chroot.build(self.root)
 
-    def up(self, sounds_dir: Path | None = None) -> SandboxInfo:
-        """Start Asterisk with freshly rendered configs (a running one is kept if unchanged)."""
-        with self._locked():
-            return self._up(sounds_dir)
+    def up(self, sounds_dir: Path | None = None, *, cel: CelDatabase | None = None) -> SandboxInfo:
+        """Start Asterisk with freshly rendered configs (a running one is kept if unchanged).
 
-    def _up(self, sounds_dir: Path | None) -> SandboxInfo:
+        With ``cel``, Asterisk writes Channel Event Logging rows into that database (its
+        table ``cel`` must exist already); without, cel_pgsql is not loaded.
+        """
+        with self._locked():
+            return self._up(sounds_dir, cel)
+
+    def _up(self, sounds_dir: Path | None, cel: CelDatabase | None) -> SandboxInfo:
         if not chroot.is_built(self.root):
             raise SandboxError(f"no sandbox at {self.root}: run `ivr-engine sandbox build` first")
         source = sounds_dir if sounds_dir is not None else render.REPO_ROOT / "build" / "sounds"
         if sounds_dir is not None and not sounds_dir.is_dir():
             raise SandboxError(f"sounds directory {sounds_dir} does not exist")
         creds = render.load_or_create_secrets(self.secrets_file)
-        info = self._info(creds)
-        changed = self._prepare(creds, source)
+        info = self._info(creds, cel)
+        changed = self._prepare(creds, source, cel)
         pid = process.read_pid(self.pid_file)
         if pid is not None and not changed:
             self._wait_ready(pid, info)
@@ -170,7 +176,7 @@ class Sandbox:
     def _ari_url(self) -> str:
         return f"http://{render.LOOPBACK}:{self.ports.http}/ari"
 
-    def _info(self, creds: render.Secrets) -> SandboxInfo:
+    def _info(self, creds: render.Secrets, cel: CelDatabase | None = None) -> SandboxInfo:
         return SandboxInfo(
             root=self.root,
             ari_url=self._ari_url(),
@@ -183,16 +189,17 @@ class Sandbox:
             ami_secret=creds.ami_secret,
             sip_port=self.ports.sip,
             operators=dict(creds.operators),
+            cel=cel,
         )
 
-    def _prepare(self, creds: render.Secrets, sounds_dir: Path) -> bool:
+    def _prepare(self, creds: render.Secrets, sounds_dir: Path, cel: CelDatabase | None) -> bool:
         """Bring the root's files up to date; True if Asterisk's configs changed."""
         chroot.write_host_files(self.root)
         (self.root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
         sounds.link_languages(self.root)
         sounds.install_prompts(self.root, sounds_dir)
         changed = render.write_configs(
-            self.root / "etc" / "asterisk", render.render_configs(self.ports, creds)
+            self.root / "etc" / "asterisk", render.render_configs(self.ports, creds, cel=cel)
         )
         env = self._info(creds).engine_env()
         render.write_private(self.env_file, "".join(f"{k}='{v}'\n" for k, v in sorted(env.items())))

@@ -42,6 +42,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "modules.conf": ("asterisk-conf/modules.conf", "asterisk-conf/sandbox/modules.conf"),
     "pjsip.conf": ("asterisk-conf/pjsip.conf", "asterisk-conf/sandbox/pjsip.conf"),
     "logger.conf": ("asterisk-conf/sandbox/logger.conf",),
+    "cel.conf": ("asterisk-conf/cel.conf",),
+    "cel_pgsql.conf": ("asterisk-conf/cel_pgsql.conf",),
     "extensions.conf": ("dialplans/extensions.conf",),
 }
 
@@ -78,6 +80,37 @@ class Ports:
         if ports.rtp_start >= ports.rtp_end:
             raise SandboxError(f"RTP range {ports.rtp_start}-{ports.rtp_end} is empty")
         return ports
+
+
+@dataclass(frozen=True)
+class CelDatabase:
+    """The PostgreSQL database the sandbox's cel_pgsql writes to (its table ``cel`` must
+    exist before ``up``: cel_pgsql reads the columns when it loads)."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str = ""
+
+    def __post_init__(self) -> None:
+        # cel_pgsql pastes these into a libpq connection string unquoted, and ';' starts a
+        # comment in cel_pgsql.conf.
+        for name in ("host", "dbname", "user", "password"):
+            value = getattr(self, name)
+            if _UNSAFE_CONNINFO.search(value) or (name != "password" and not value):
+                raise SandboxError(f"CEL database {name} {value!r} cannot go into cel_pgsql.conf")
+        if not 1 <= self.port <= 65535:
+            raise SandboxError(f"CEL database port {self.port} is not a port number")
+
+
+_UNSAFE_CONNINFO = re.compile(r"[\s'\\;]")
+
+# Without a CEL database the module stays unloaded (it would log an error at every event).
+NO_CEL_PGSQL = "; The sandbox was started without a CEL database: cel_pgsql is not loaded.\n"
+NO_CEL_MODULES = (
+    "\n; No CEL database for this sandbox run (see cel_pgsql.conf).\nnoload => cel_pgsql.so\n"
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +163,9 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def placeholder_values(ports: Ports, creds: Secrets) -> dict[str, str]:
+def placeholder_values(
+    ports: Ports, creds: Secrets, cel: CelDatabase | None = None
+) -> dict[str, str]:
     values = {
         "HTTP_PORT": str(ports.http),
         "AMI_PORT": str(ports.ami),
@@ -146,6 +181,14 @@ def placeholder_values(ports: Ports, creds: Secrets) -> dict[str, str]:
     }
     for name, password in creds.operators.items():
         values[f"{name.upper()}_PASSWORD"] = password
+    if cel is not None:
+        values.update(
+            CEL_DB_HOST=cel.host,
+            CEL_DB_PORT=str(cel.port),
+            CEL_DB_NAME=cel.dbname,
+            CEL_DB_USER=cel.user,
+            CEL_DB_PASSWORD=cel.password,
+        )
     return values
 
 
@@ -157,11 +200,24 @@ def render_text(text: str, values: Mapping[str, str], source: str) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def render_configs(ports: Ports, creds: Secrets, repo_root: Path = REPO_ROOT) -> dict[str, str]:
-    """The sandbox's /etc/asterisk files: name -> content."""
-    values = placeholder_values(ports, creds)
+def render_configs(
+    ports: Ports,
+    creds: Secrets,
+    repo_root: Path = REPO_ROOT,
+    *,
+    cel: CelDatabase | None = None,
+) -> dict[str, str]:
+    """The sandbox's /etc/asterisk files: name -> content.
+
+    With ``cel``, Asterisk logs channel events into that database; without, cel_pgsql is
+    not loaded.
+    """
+    values = placeholder_values(ports, creds, cel)
     rendered: dict[str, str] = {}
     for name, sources in LAYOUT.items():
+        if name == "cel_pgsql.conf" and cel is None:
+            rendered[name] = NO_CEL_PGSQL
+            continue
         parts: list[str] = []
         for source in sources:
             path = repo_root / source
@@ -171,6 +227,8 @@ def render_configs(ports: Ports, creds: Secrets, repo_root: Path = REPO_ROOT) ->
                 raise SandboxError(f"missing config template {path}: {err}") from err
             parts.append(render_text(text, values, source))
         rendered[name] = "".join(parts)
+    if cel is None:
+        rendered["modules.conf"] += NO_CEL_MODULES
     return rendered
 
 

@@ -30,6 +30,7 @@ import socket
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 from xml.sax.saxutils import quoteattr
@@ -301,6 +302,7 @@ class SipMessage:
     call_id: str
     cseq: str
     first_line: str
+    at: datetime | None = None  # when SIPp sent or received it, by the machine's clock
 
     @property
     def kind(self) -> str:
@@ -342,13 +344,23 @@ class PhoneResult:
         return f"{self.name}: {counts}; {flow}{errors}"
 
 
+def _epoch_time(text: str) -> datetime | None:
+    """The short trace's third field, epoch seconds and microseconds ("1796177435.238018")."""
+    found = re.fullmatch(r"(\d+)\.(\d{6})", text)
+    if found is None:
+        return None
+    seconds, micros = int(found.group(1)), int(found.group(2))
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=micros)
+
+
 def _parse_short_messages(text: str) -> list[SipMessage]:
     messages: list[SipMessage] = []
     for line in text.splitlines():
         fields = line.split("\t")
         if len(fields) >= 7 and fields[3] in ("R", "S"):
             direction: Literal["received", "sent"] = "received" if fields[3] == "R" else "sent"
-            messages.append(SipMessage(direction, fields[4], fields[5], fields[6].strip()))
+            at = _epoch_time(fields[2])
+            messages.append(SipMessage(direction, fields[4], fields[5], fields[6].strip(), at))
     return messages
 
 
