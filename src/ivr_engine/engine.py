@@ -9,6 +9,7 @@ engine made the change.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import signal
 from typing import Any
 
@@ -28,10 +29,17 @@ from ivr_engine.mail import OutboxConfig, OutboxSender
 from ivr_engine.services import RequestActions
 from ivr_engine.store import connect_pool, migrate
 from ivr_engine.store.notify import OUTBOX, REQUESTS, Listener
+from ivr_engine.telemetry import Probes, Telemetry
 from ivr_engine.web import WebDeps, make_app
 from ivr_engine.web.live import Hub
 
 log = structlog.get_logger(__name__)
+
+
+def readiness(*, database: bool, ari: bool, draining: bool) -> bool:
+    """Ready to take work (/readyz): PostgreSQL answers, ARI is connected, and the engine
+    is not draining. AMI is left out: without it calls still flow (it only watches)."""
+    return database and ari and not draining
 
 
 class Engine:
@@ -58,6 +66,19 @@ class Engine:
         self.inbound: InboundCalls | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self.draining = False  # set when the engine starts stopping: /readyz answers 503
+        self.telemetry = Telemetry(
+            Probes(
+                pool=lambda: self._pool,
+                call_legs=lambda: len(self.calls.legs),
+                flows=lambda: len(self.dispatcher.tasks) if self.dispatcher else 0,
+                ari_connected=self.ari.connected.is_set,
+                ari_connections=lambda: self.ari.connections,
+                ami_healthy=lambda: self.ami.healthy,
+                draining=lambda: self.draining,
+            ),
+            version=importlib.metadata.version("ivr-engine"),
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -77,6 +98,7 @@ class Engine:
         self.listener.on(REQUESTS, dispatcher.poke)
         self.listener.on(OUTBOX, lambda _payload: mailer.poke())
         mailer.start()
+        self.telemetry.start()
         self.listener.start()
         self.calls.on_inbound(self.inbound.route)
         self.ari.on_connected(self._on_ari_connected)
@@ -85,7 +107,12 @@ class Engine:
         await self.ami.start()
         if http:
             web_deps = WebDeps(
-                settings=s, pool=pool, actions=self.actions, hub=self.hub, health=self.health
+                settings=s,
+                pool=pool,
+                actions=self.actions,
+                hub=self.hub,
+                health=self.health,
+                metrics=self.telemetry,
             )
             self._runner = web.AppRunner(make_app(web_deps), access_log=None)
             await self._runner.setup()
@@ -119,10 +146,13 @@ class Engine:
             "active_calls": len(self.calls.legs),
         }
         report["ok"] = bool(db_ok and report["ari"] and report["ami"])
+        report["draining"] = self.draining
+        report["ready"] = readiness(database=db_ok, ari=bool(report["ari"]), draining=self.draining)
         return report
 
     async def close(self) -> None:
         """Stop taking work, end the calls in progress cleanly, release everything."""
+        self.draining = True
         self.hub.close()  # ends the open event streams, so the server can stop
         await self.listener.close()
         if self._runner is not None:
@@ -134,6 +164,7 @@ class Engine:
             await self.inbound.close()
         if self.mailer is not None:
             await self.mailer.close()
+        await self.telemetry.close()
         await self.ami.close()
         await self.ari.close()
         if self._pool is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time; an empty token never
+    matches."""
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 def _raise(cls: type[web.HTTPError], message: str) -> web.HTTPError:
