@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 PHONE = r"^\+?[0-9]{3,20}$"  # a dialable number as typed: digits, maybe a leading +
+BIGINT = 2**63 - 1  # the largest id PostgreSQL holds
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,6 +49,6 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
 def path_int(request: web.Request, name: str) -> int:
     """A number in the path; anything else is a 404 (no such resource)."""
     raw = request.match_info[name]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > BIGINT:
         raise _raise(web.HTTPNotFound, f"{name} must be a number")
     return int(raw)
