@@ -3,9 +3,11 @@ with a real PostgreSQL and Asterisk away."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,8 @@ from tests.conftest import asterisk_away
 pytestmark = pytest.mark.integration
 
 TOKEN = "obs-token"
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ivr-engine-dashboard.json"
+SUFFIXES = ("bucket", "count", "sum")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 Start = Callable[..., Awaitable[tuple[Engine, str]]]
 
@@ -102,9 +106,22 @@ async def test_metrics_need_a_token_and_show_the_waiting_list(start: Start) -> N
     assert _sample(text, "ivr_bridged_seconds_total") == 0
     route = "/api/v1/experts/{expert_id}/requests"
     assert _sample(text, "ivr_http_requests_total", route=route, status="201") == 1
+    _dashboard_reads_only(text)
     # the scraper's token reads nothing else
     status, _ = await _get(f"{base}/api/v1/requests/1", headers={"Authorization": "Bearer x"})
     assert status == 401
+
+
+def _dashboard_reads_only(scraped: str) -> None:
+    """deploy/grafana's dashboard asks only for series the engine exports."""
+    families = set(re.findall(r"^# TYPE (\S+) (\w+)$", scraped, flags=re.M))
+    names = {name for name, _ in families}
+    names |= {f"{n}_total" for n, kind in families if kind == "counter"}
+    names |= {f"{n}_{s}" for n, kind in families if kind == "histogram" for s in SUFFIXES}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"\b(ivr_[a-z_]+)", e)}
+    assert used and used - names == set()
 
 
 async def test_one_access_line_per_request_without_secrets(start: Start) -> None:
