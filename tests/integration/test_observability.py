@@ -52,7 +52,7 @@ async def _get(url: str, **kw: Any) -> tuple[int, str]:
         return resp.status, await resp.text()
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
+def sample(text: str, name: str, **labels: str) -> float:
     """The value of one sample of the Prometheus text format."""
     for line in text.splitlines():
         match = re.fullmatch(r"([a-z_:]+)(\{(.*)\})? (\S+)", line)
@@ -94,18 +94,18 @@ async def test_metrics_need_a_token_and_show_the_waiting_list(start: Start) -> N
     assert (await _get(base + "/metrics", headers={"Authorization": "Bearer nope"}))[0] == 401
     status, text = await _get(base + "/metrics", headers={"Authorization": "Bearer scraper-only"})
     assert status == 200
-    assert _sample(text, "ivr_requests", state="waiting") == 1
-    assert _sample(text, "ivr_requests", state="completed") == 0
-    assert _sample(text, "ivr_outbox_failed") == 1
-    assert _sample(text, "ivr_calls_in_progress") == 0
-    assert _sample(text, "ivr_ari_connected") == 0
-    assert _sample(text, "ivr_database_up") == 1
-    assert _sample(text, "ivr_db_pool_max") == 10
-    assert _sample(text, "ivr_db_pool_connections", state="in_use") >= 0
-    assert _sample(text, "ivr_event_loop_lag_seconds") >= 0
-    assert _sample(text, "ivr_bridged_seconds_total") == 0
+    assert sample(text, "ivr_requests", state="waiting") == 1
+    assert sample(text, "ivr_requests", state="completed") == 0
+    assert sample(text, "ivr_outbox_failed") == 1
+    assert sample(text, "ivr_calls_in_progress") == 0
+    assert sample(text, "ivr_ari_connected") == 0
+    assert sample(text, "ivr_database_up") == 1
+    assert sample(text, "ivr_db_pool_max") == 10
+    assert sample(text, "ivr_db_pool_connections", state="in_use") >= 0
+    assert sample(text, "ivr_event_loop_lag_seconds") >= 0
+    assert sample(text, "ivr_bridged_seconds_total") == 0
     route = "/api/v1/experts/{expert_id}/requests"
-    assert _sample(text, "ivr_http_requests_total", route=route, status="201") == 1
+    assert sample(text, "ivr_http_requests_total", route=route, status="201") == 1
     _dashboard_reads_only(text)
     # the scraper's token reads nothing else
     status, _ = await _get(f"{base}/api/v1/requests/1", headers={"Authorization": "Bearer x"})
