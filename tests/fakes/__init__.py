@@ -1,0 +1,5 @@
+"""Loopback fakes of the services the engine talks to (for fast tests)."""
+
+from tests.fakes.ari import FakeAri, FakeChannel, Phone, answers, busy, never_answers, refuses
+
+__all__ = ["FakeAri", "FakeChannel", "Phone", "answers", "busy", "never_answers", "refuses"]
