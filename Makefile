@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 KEEP   ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit bench system-deps venv sounds sandbox-build clean
+.PHONY: demo test lint unit bench system-deps venv sounds sandbox-build lock clean
 
 # System packages (Debian): debootstrap for the Asterisk sandbox, sipp for the test phones,
 # espeak-ng + sox to render prompts, the PostgreSQL server binaries for throwaway clusters,
@@ -46,6 +46,10 @@ unit: venv
 
 test: sandbox-build lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# requirements.lock: the engine's runtime dependencies, pinned (the Dockerfile installs them).
+lock: venv
+	bash scripts/lock.sh
 
 bench: sandbox-build
 	$(BIN)/python -m ivr_engine.bench

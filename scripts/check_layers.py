@@ -27,8 +27,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("flows", ["flows"]),
     ("services", ["services", "dispatcher", "recovery", "lease"]),
     ("web", ["web"]),
-    ("engine", ["engine"]),
-    ("entry points", ["cli", "__main__", "sounds"]),
+    ("engine", ["engine", "telemetry"]),
+    ("entry points", ["cli", "__main__", "sounds", "ops", "asterisk_conf"]),
 ]
 FORBIDDEN = ("ivr_devkit",)
 

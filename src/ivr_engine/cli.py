@@ -1,4 +1,5 @@
-"""``ivr-engine`` command line: serve, migrate, account, sounds, and demo and sandbox.
+"""``ivr-engine`` command line: serve, migrate, account, sounds, asterisk-conf, the operator's
+commands (requests, outbox, consultations), and demo and sandbox.
 
 ``demo`` and ``sandbox`` are run by the development kit (package ``ivr_devkit``, in
 ``devkit/`` of the repository) when it is installed; without it, they say how to install it."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,8 +24,19 @@ DEVKIT_HINT = (
 )
 
 
+DATABASE_COMMANDS = ("serve", "migrate", "account", "requests", "outbox", "consultations")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ivr-engine")
+    except importlib.metadata.PackageNotFoundError:  # run from a bare source tree
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ivr-engine", description=__doc__)
+    p.add_argument("--version", action="version", version=f"ivr-engine {_version()}")
     p.add_argument("--config", type=Path, help="dotenv-style file with IVR_* settings")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the engine against Asterisk and PostgreSQL")
@@ -39,7 +52,40 @@ def _parser() -> argparse.ArgumentParser:
     sounds.add_argument("action", choices=["render"])
     sounds.add_argument("--src", type=Path, default=None)
     sounds.add_argument("--out", type=Path, default=None)
+    conf = sub.add_parser("asterisk-conf", help="write the Asterisk snippets, filled from settings")
+    conf.add_argument("action", choices=["render"])
+    conf.add_argument("--out", type=Path, required=True, help="folder to write them into")
+    conf.add_argument("--sip-bind", default="0.0.0.0", help="SIP transport address (0.0.0.0)")
+    conf.add_argument("--sip-port", type=int, default=5060, help="SIP transport port (5060)")
+    conf.add_argument("--rtp-start", type=int, default=10000, help="first RTP port (10000)")
+    conf.add_argument("--rtp-end", type=int, default=20000, help="last RTP port (20000)")
+    conf.add_argument("--cel-user", default="", help="role Asterisk inserts CEL rows with")
+    conf.add_argument(
+        "--cel-password", default="", help="its password (default: the CEL database URL's)"
+    )
+    _operator_parsers(sub)
     return p
+
+
+def _operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    requests = sub.add_parser("requests", help="the waiting lists: list requests")
+    requests.add_argument("action", choices=["list"])
+    requests.add_argument("--state", action="append", help="only this state (repeatable)")
+    requests.add_argument("--expert", type=int, help="only this expert's requests")
+    requests.add_argument("--limit", type=int, default=100)
+    outbox = sub.add_parser("outbox", help="the emails to send: list them, retry failed ones")
+    outbox.add_argument("action", choices=["list", "retry"])
+    outbox.add_argument("ids", nargs="*", type=int, help="retry: the failed emails to retry")
+    outbox.add_argument("--which", choices=["pending", "failed", "sent", "all"], default="all")
+    outbox.add_argument("--all-failed", action="store_true", help="retry: every failed email")
+    outbox.add_argument("--limit", type=int, default=100)
+    consultations = sub.add_parser("consultations", help="billing: export consultations")
+    consultations.add_argument("action", choices=["export"])
+    consultations.add_argument("--csv", action="store_true", required=True, help="as CSV")
+    consultations.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD or time")
+    consultations.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (included)")
+    consultations.add_argument("--tz", default="UTC", help="timezone of the days (UTC)")
+    consultations.add_argument("--out", type=Path, help="write to this file, not stdout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ivr_engine import log
 
-    if args.command in ("serve", "migrate", "account"):
+    if args.command in DATABASE_COMMANDS:
         from ivr_engine.config import load_settings
 
         settings = load_settings(args.config)
         log.configure(settings.log_format, settings.log_level)
+        if args.command in ("requests", "outbox", "consultations"):
+            return _operate(args, settings.database_url.get_secret_value())
         if args.command == "serve":
             from ivr_engine.engine import serve
 
@@ -86,7 +134,58 @@ def _run(args: argparse.Namespace) -> int:
 
         render_cli(args.src, args.out)
         return 0
+    if args.command == "asterisk-conf":
+        return _asterisk_conf(args)
     raise AssertionError(args.command)
+
+
+def _asterisk_conf(args: argparse.Namespace) -> int:
+    from ivr_engine import asterisk_conf
+    from ivr_engine.config import load_settings
+
+    sip = asterisk_conf.SipSide(
+        args.sip_bind,
+        args.sip_port,
+        args.rtp_start,
+        args.rtp_end,
+        cel_user=args.cel_user,
+        cel_password=args.cel_password,
+    )
+    for line in asterisk_conf.render_cli(load_settings(args.config), args.out, sip):
+        print(line)
+    return 0
+
+
+def _operate(args: argparse.Namespace, dsn: str) -> int:
+    from ivr_engine import ops
+
+    async def run() -> str:
+        if args.command == "consultations":
+            start, end = ops.period(args.start, args.end, args.tz)
+        if (
+            args.command == "outbox"
+            and args.action == "retry"
+            and not (args.ids or args.all_failed)
+        ):
+            raise ConfigError("outbox retry: give the ids of failed emails, or --all-failed")
+        pool = await ops.with_pool(dsn)
+        try:
+            if args.command == "requests":
+                return await ops.list_requests(pool, args.state, args.expert, args.limit)
+            if args.command == "outbox" and args.action == "list":
+                return await ops.list_outbox(pool, args.which, args.limit)
+            if args.command == "outbox":
+                return await ops.retry_outbox(pool, args.ids or None)
+            return await ops.export_consultations(pool, start, end)
+        finally:
+            await pool.close()
+
+    text = asyncio.run(run())
+    if args.command == "consultations" and args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
 
 
 def _devkit_cli() -> ModuleType | None:

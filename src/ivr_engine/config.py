@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from decimal import Decimal
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ivr_engine.domain.money import Tariff, make_tariff
 from ivr_engine.errors import ConfigError
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     api_token: SecretStr
+
+    # Behind a reverse proxy: the addresses (or networks) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed; empty, none is (the TCP peer is the client).
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # A bearer token that reads /metrics only (the API token reads it too); no default.
+    metrics_token: SecretStr | None = None
 
     # Web control panel (same server as the API)
     panel_secure_cookie: bool = Field(
@@ -137,6 +144,18 @@ class Settings(BaseSettings):
             granularity_seconds=self.billing_granularity,
             minimum_seconds=self.billing_minimum,
         )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):  # "127.0.0.1, 10.0.0.0/8" as written in the environment
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            try:
+                return tuple(ip_network(str(item), strict=False) for item in value)
+            except ValueError as err:
+                raise ValueError(f"not an address or network: {err}") from None
+        return value
 
     @field_validator("dial_routes")
     @classmethod

@@ -9,6 +9,7 @@ engine made the change.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import signal
 from typing import Any
 
@@ -30,10 +31,17 @@ from ivr_engine.recovery import Recovery
 from ivr_engine.services import RequestActions
 from ivr_engine.store import connect_pool, migrate
 from ivr_engine.store.notify import OUTBOX, REQUESTS, Listener
+from ivr_engine.telemetry import Probes, Telemetry
 from ivr_engine.web import WebDeps, make_app
 from ivr_engine.web.live import Hub
 
 log = structlog.get_logger(__name__)
+
+
+def readiness(*, database: bool, ari: bool, draining: bool) -> bool:
+    """Ready to take work (/readyz): PostgreSQL answers, ARI is connected, and the engine
+    is not draining. AMI is left out: without it calls still flow (it only watches)."""
+    return database and ari and not draining
 
 
 class Engine:
@@ -63,6 +71,19 @@ class Engine:
         self.recovery: Recovery | None = None
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self.draining = False  # set when the engine starts stopping: /readyz answers 503
+        self.telemetry = Telemetry(
+            Probes(
+                pool=lambda: self._pool,
+                call_legs=lambda: len(self.calls.legs),
+                flows=lambda: len(self.dispatcher.tasks) if self.dispatcher else 0,
+                ari_connected=self.ari.connected.is_set,
+                ari_connections=lambda: self.ari.connections,
+                ami_healthy=lambda: self.ami.healthy,
+                draining=lambda: self.draining,
+            ),
+            version=importlib.metadata.version("ivr-engine"),
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -95,6 +116,7 @@ class Engine:
         self.listener.on(OUTBOX, lambda _payload: mailer.poke())
         mailer.start()
         lease.start()
+        self.telemetry.start()
         self.listener.start()
         self.calls.on_inbound(self.inbound.route)
         self.ari.on_connected(self._on_ari_connected)
@@ -103,7 +125,12 @@ class Engine:
         await self.ami.start()
         if http:
             web_deps = WebDeps(
-                settings=s, pool=pool, actions=self.actions, hub=self.hub, health=self.health
+                settings=s,
+                pool=pool,
+                actions=self.actions,
+                hub=self.hub,
+                health=self.health,
+                metrics=self.telemetry,
             )
             self._runner = web.AppRunner(make_app(web_deps), access_log=None)
             await self._runner.setup()
@@ -133,6 +160,7 @@ class Engine:
         """SIGTERM: take no new work, leave bridged consultations up for the next engine,
         give calls not yet bridged ``deadline`` seconds, then end them politely."""
         log.info("engine.draining", deadline=deadline)
+        self.draining = True  # /readyz: a load balancer sends no new work here
         if self.dispatcher is not None:
             await self.dispatcher.drain(deadline)
 
@@ -151,10 +179,13 @@ class Engine:
             "active_calls": len(self.calls.legs),
         }
         report["ok"] = bool(db_ok and report["ari"] and report["ami"])
+        report["draining"] = self.draining
+        report["ready"] = readiness(database=db_ok, ari=bool(report["ari"]), draining=self.draining)
         return report
 
     async def close(self) -> None:
         """Stop taking work, end the calls in progress cleanly, release everything."""
+        self.draining = True
         self.hub.close()  # ends the open event streams, so the server can stop
         await self.listener.close()
         if self._runner is not None:
@@ -170,6 +201,7 @@ class Engine:
             await self.lease.release()
         if self.mailer is not None:
             await self.mailer.close()
+        await self.telemetry.close()
         await self.ami.close()
         await self.ari.close()
         if self._cel_pool is not None:

@@ -1,9 +1,9 @@
 """What the engine says: prompt names, their texts per language, and the ARI media that say them.
 
-The texts live in ``sounds/{lang}.txt`` (one ``name: text`` a line, ``#`` starts a comment
-line) and are rendered to audio by :mod:`ivr_engine.sounds`. At run time a prompt is played as
-``sound:<prefix>/<name>`` with the channel's language passed separately (ARI's ``lang``), so
-Asterisk picks ``sounds/<lang>/<prefix>/<name>.<format>``.
+The texts live in ``prompt_texts/{lang}.txt`` inside the package (one ``name: text`` a line,
+``#`` starts a comment line) and are rendered to audio by :mod:`ivr_engine.sounds`. At run
+time a prompt is played as ``sound:<prefix>/<name>`` with the channel's language passed
+separately (ARI's ``lang``), so Asterisk picks ``sounds/<lang>/<prefix>/<name>.<format>``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from ivr_engine.errors import ConfigError
 
@@ -107,8 +108,13 @@ def parse_texts(content: str, source: str) -> dict[Prompt, str]:
     return texts
 
 
+def shipped_texts() -> Traversable:
+    """The folder of the prompt texts shipped inside the package."""
+    return files("ivr_engine") / "prompt_texts"
+
+
 def load_texts(
-    sounds_src: Path, languages: tuple[str, ...] = LANGUAGES
+    sounds_src: Traversable, languages: tuple[str, ...] = LANGUAGES
 ) -> dict[str, dict[Prompt, str]]:
     """``{lang: {prompt: text}}`` from ``sounds_src/{lang}.txt`` for every language."""
     result: dict[str, dict[Prompt, str]] = {}

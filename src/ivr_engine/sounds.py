@@ -1,4 +1,5 @@
-"""Rendering the prompt texts (``sounds/{lang}.txt``) into audio files Asterisk plays as-is.
+"""Rendering the prompt texts (the package's ``prompt_texts/{lang}.txt``) into audio files
+that Asterisk plays as-is.
 
 For each language and prompt: espeak-ng speaks the text, sox makes it 8 kHz mono and writes
 
@@ -24,10 +25,11 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from ivr_engine.errors import IvrError, SoundRenderError
-from ivr_engine.prompts import DEFAULT_PREFIX, LANGUAGES, Prompt, load_texts
+from ivr_engine.prompts import DEFAULT_PREFIX, LANGUAGES, Prompt, load_texts, shipped_texts
 
 VOICES: dict[str, str] = {"en": "en", "it": "it"}
 WORDS_PER_MINUTE = 150  # espeak-ng's 175 is hurried on a phone line
@@ -65,15 +67,15 @@ class _Job:
 
 
 def repo_root() -> Path | None:
-    """The checkout holding ``sounds/``: the package's own (editable install), else the CWD."""
-    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "sounds" / f"{LANGUAGES[0]}.txt").is_file():
-            return candidate
+    """The checkout the package runs from (an editable install), else None."""
+    candidate = Path(__file__).resolve().parents[2]
+    if (candidate / "pyproject.toml").is_file() and (candidate / "src" / "ivr_engine").is_dir():
+        return candidate
     return None
 
 
 def render(
-    src: Path,
+    src: Path | Traversable,
     out: Path,
     prefix: str = DEFAULT_PREFIX,
     languages: tuple[str, ...] = LANGUAGES,
@@ -193,15 +195,12 @@ def _write_manifest(out: Path, manifest: dict[str, str]) -> None:
 
 
 def render_cli(src: Path | None, out: Path | None, prefix: str = DEFAULT_PREFIX) -> None:
-    """``ivr-engine sounds render [--src sounds] [--out build/sounds]``: render, print a summary."""
-    root = repo_root()
-    if src is None:
-        if root is None:
-            raise SoundRenderError("cannot find the prompt texts (sounds/*.txt): pass --src")
-        src = root / "sounds"
+    """``ivr-engine sounds render [--src DIR] [--out build/sounds]``: render the shipped texts
+    (or those of ``--src``) into ``build/sounds`` of the checkout, else of the working
+    directory; print a summary."""
     if out is None:
-        out = (root or Path.cwd()) / "build" / "sounds"
-    written = render(src, out, prefix)
+        out = (repo_root() or Path.cwd()) / "build" / "sounds"
+    written = render(src if src is not None else shipped_texts(), out, prefix)
     rendered = len(written) // len(EXTENSIONS)
     total = len(LANGUAGES) * len(Prompt)
     print(f"sounds: {rendered} prompt(s) rendered, {total - rendered} unchanged, in {out}")

@@ -21,7 +21,7 @@ from ivr_engine.prompts import (
 )
 from ivr_engine.sounds import render
 
-SOUNDS_SRC = Path(__file__).resolve().parents[2] / "sounds"
+SOUNDS_SRC = Path(__file__).resolve().parents[2] / "src" / "ivr_engine" / "prompt_texts"
 
 
 def _all_prompts(**override: str) -> str:

@@ -113,13 +113,18 @@ def test_write_timeouts_raised(rendered: dict[str, str]) -> None:
     assert int(section(rendered["manager.conf"], "ivr-engine")["writetimeout"][0]) >= 1000
 
 
-def test_ami_rights_cover_health_checks(rendered: dict[str, str]) -> None:
+def test_ami_rights_are_the_least_the_health_check_needs(rendered: dict[str, str]) -> None:
     user = section(rendered["manager.conf"], "ivr-engine")
     for key in ("read", "write"):
-        rights = set(user[key][0].split(","))
-        assert {"system", "call", "reporting", "command"} <= rights
-        assert "originate" not in rights
+        # CoreStatus needs "reporting"; "command" would be the whole CLI.
+        assert user[key] == ["reporting"]
     assert user["permit"] == ["127.0.0.1/255.255.255.255"]
+
+
+def test_asterisk_serves_its_own_metrics(rendered: dict[str, str]) -> None:
+    prometheus = section(rendered["prometheus.conf"], "general")
+    assert prometheus["enabled"] == ["yes"] and prometheus["uri"] == ["metrics"]
+    assert "res_prometheus.so" not in section(rendered["modules.conf"], "modules")["noload"]
 
 
 def test_dns_trap_avoided(rendered: dict[str, str]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 import structlog
@@ -14,15 +16,23 @@ log = structlog.get_logger(__name__)
 
 # Any constant shared by every engine: the advisory lock serialises concurrent migrations.
 MIGRATION_LOCK = 0x1F0E_2026
+_MIGRATION = re.compile(r"[0-9]{4}_.+\.sql")
 
 
-def default_migrations_dir() -> Path:
-    """``migrations/`` of the checkout the package runs from, else of the working directory."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "migrations", Path.cwd() / "migrations"):
-        if candidate.is_dir():
-            return candidate
-    raise StoreError("migrations directory not found")
+def default_migrations_dir() -> Traversable:
+    """The migrations shipped inside the package (``ivr_engine/migrations/``), wherever it
+    is installed: a wheel, an image, a checkout."""
+    found = files("ivr_engine") / "migrations"
+    if not found.is_dir():
+        raise StoreError(f"the package's migrations are missing ({found})")
+    return found
+
+
+def migration_files(directory: Traversable) -> list[Traversable]:
+    """The ``NNNN_*.sql`` files of ``directory``, in the order they are applied."""
+    return sorted(
+        (f for f in directory.iterdir() if _MIGRATION.fullmatch(f.name)), key=lambda f: f.name
+    )
 
 
 async def connect_pool(dsn: str, *, timeout: float = 10.0, attempts: int = 5) -> asyncpg.Pool:
@@ -44,10 +54,9 @@ async def connect_pool(dsn: str, *, timeout: float = 10.0, attempts: int = 5) ->
     raise AssertionError("unreachable")
 
 
-async def migrate(pool: asyncpg.Pool, directory: Path | None = None) -> list[str]:
+async def migrate(pool: asyncpg.Pool, directory: Traversable | None = None) -> list[str]:
     """Apply the ``NNNN_*.sql`` files not applied yet, in order, each in one transaction."""
-    directory = directory or default_migrations_dir()
-    files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    pending = migration_files(directory or default_migrations_dir())
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -57,11 +66,11 @@ async def migrate(pool: asyncpg.Pool, directory: Path | None = None) -> list[str
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-            for path in files:
+            for path in pending:
                 if path.name in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
+                    await conn.execute(path.read_text(encoding="utf-8"))
                     await conn.execute(
                         "INSERT INTO schema_migrations (name) VALUES ($1)", path.name
                     )

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from ivr_engine.config import Settings
 from ivr_engine.services import RequestActions
 from ivr_engine.web.live import Hub
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Metrics(Protocol):
+    """What /metrics reads: a registry, refreshed (database figures) before each scrape."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    async def refresh(self) -> None: ...
+
+
+class NoMetrics:
+    """An empty registry: an app built without an engine's telemetry (tests, tools)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+
+    async def refresh(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -23,6 +43,7 @@ class WebDeps:
     actions: RequestActions
     hub: Hub
     health: Health
+    metrics: Metrics = field(default_factory=NoMetrics)
 
 
 DEPS: web.AppKey[WebDeps] = web.AppKey("deps", WebDeps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,12 +11,20 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 PHONE = r"^\+?[0-9]{3,20}$"  # a dialable number as typed: digits, maybe a leading +
+BIGINT = 2**63 - 1  # the largest id PostgreSQL holds
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time; an empty token never
+    matches."""
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 def _raise(cls: type[web.HTTPError], message: str) -> web.HTTPError:
@@ -40,6 +49,6 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
 def path_int(request: web.Request, name: str) -> int:
     """A number in the path; anything else is a 404 (no such resource)."""
     raw = request.match_info[name]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > BIGINT:
         raise _raise(web.HTTPNotFound, f"{name} must be a number")
     return int(raw)

@@ -1,9 +1,9 @@
 """The sandbox's ports and secrets, and the Asterisk config files rendered from templates.
 
-The templates are the very files a sysadmin adds to their own Asterisk (``asterisk-conf/``,
-``dialplans/``); they carry ``@@NAME@@`` placeholders (not ``${...}``, which is dialplan
-syntax). The sandbox fills them with its own values and appends the sandbox-only parts
-kept in ``asterisk-conf/sandbox/``.
+The templates are the very files a sysadmin adds to their own Asterisk, shipped inside the
+engine's package (``ivr_engine.asterisk_conf``, also what ``ivr-engine asterisk-conf render``
+fills); they carry ``@@NAME@@`` placeholders. The sandbox fills them with its own values
+and appends the sandbox-only parts kept in ``conf/`` beside this module.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr_devkit.errors import SandboxError
+from ivr_engine import asterisk_conf
+from ivr_engine.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
 ARI_USER = "ivr-engine"
@@ -26,25 +28,28 @@ OPERATORS: tuple[str, ...] = ("operator1", "operator2")
 # Where the sandbox's default route sends numbers: the port a test phone (SIPp UAS) listens on.
 PHONE_PORT = 5070
 
-PLACEHOLDER = re.compile(r"@@([A-Z][A-Z0-9_]*)@@")
+PLACEHOLDER = asterisk_conf.PLACEHOLDER
 
-# Source checkout layout: devkit/src/ivr_devkit/sandbox/render.py -> the repository root.
+# Source checkout layout: devkit/src/ivr_devkit/sandbox/render.py -> the repository root
+# (where `make sounds` renders the prompts, build/sounds).
 REPO_ROOT = Path(__file__).resolve().parents[4]
-CONF_DIR = REPO_ROOT / "asterisk-conf"
-DIALPLAN_DIR = REPO_ROOT / "dialplans"
+# The sandbox-only parts: a stand-in phone network, operators, extra noloads, logging.
+SANDBOX_CONF = Path(__file__).resolve().parent / "conf"
 
-# Rendered file in /etc/asterisk -> the templates it is made of, concatenated in order.
+# Rendered file in /etc/asterisk -> the templates it is made of, concatenated in order:
+# "engine:NAME" is a template of the engine's package, "sandbox:NAME" one of conf/.
 LAYOUT: dict[str, tuple[str, ...]] = {
-    "http.conf": ("asterisk-conf/http.conf",),
-    "ari.conf": ("asterisk-conf/ari.conf",),
-    "manager.conf": ("asterisk-conf/manager.conf",),
-    "rtp.conf": ("asterisk-conf/rtp.conf",),
-    "modules.conf": ("asterisk-conf/modules.conf", "asterisk-conf/sandbox/modules.conf"),
-    "pjsip.conf": ("asterisk-conf/pjsip.conf", "asterisk-conf/sandbox/pjsip.conf"),
-    "logger.conf": ("asterisk-conf/sandbox/logger.conf",),
-    "cel.conf": ("asterisk-conf/cel.conf",),
-    "cel_pgsql.conf": ("asterisk-conf/cel_pgsql.conf",),
-    "extensions.conf": ("dialplans/extensions.conf",),
+    "http.conf": ("engine:http.conf",),
+    "ari.conf": ("engine:ari.conf",),
+    "manager.conf": ("engine:manager.conf",),
+    "prometheus.conf": ("engine:prometheus.conf",),
+    "rtp.conf": ("engine:rtp.conf",),
+    "modules.conf": ("engine:modules.conf", "sandbox:modules.conf"),
+    "pjsip.conf": ("engine:pjsip.conf", "sandbox:pjsip.conf"),
+    "logger.conf": ("sandbox:logger.conf",),
+    "cel.conf": ("engine:cel.conf",),
+    "cel_pgsql.conf": ("engine:cel_pgsql.conf",),
+    "extensions.conf": ("engine:extensions.conf",),
 }
 
 
@@ -193,19 +198,25 @@ def placeholder_values(
 
 
 def render_text(text: str, values: Mapping[str, str], source: str) -> str:
-    """Fill every ``@@NAME@@``; a name without a value is an error, never left in place."""
-    missing = sorted({m.group(1) for m in PLACEHOLDER.finditer(text)} - values.keys())
-    if missing:
-        raise SandboxError(f"{source}: no value for placeholder(s) {', '.join(missing)}")
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+    """Fill every ``@@NAME@@`` as the engine does; a name without a value is an error."""
+    try:
+        return asterisk_conf.fill(text, values, source)
+    except ConfigError as err:
+        raise SandboxError(str(err)) from err
+
+
+def _read(source: str) -> str:
+    origin, _, name = source.partition(":")
+    try:
+        if origin == "engine":
+            return asterisk_conf.template(name).read_text(encoding="utf-8")
+        return (SANDBOX_CONF / name).read_text(encoding="utf-8")
+    except (OSError, ConfigError) as err:
+        raise SandboxError(f"missing config template {source}: {err}") from err
 
 
 def render_configs(
-    ports: Ports,
-    creds: Secrets,
-    repo_root: Path = REPO_ROOT,
-    *,
-    cel: CelDatabase | None = None,
+    ports: Ports, creds: Secrets, *, cel: CelDatabase | None = None
 ) -> dict[str, str]:
     """The sandbox's /etc/asterisk files: name -> content.
 
@@ -218,15 +229,7 @@ def render_configs(
         if name == "cel_pgsql.conf" and cel is None:
             rendered[name] = NO_CEL_PGSQL
             continue
-        parts: list[str] = []
-        for source in sources:
-            path = repo_root / source
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as err:
-                raise SandboxError(f"missing config template {path}: {err}") from err
-            parts.append(render_text(text, values, source))
-        rendered[name] = "".join(parts)
+        rendered[name] = "".join(render_text(_read(source), values, source) for source in sources)
     if cel is None:
         rendered["modules.conf"] += NO_CEL_MODULES
     return rendered

@@ -638,7 +638,7 @@ class Phone(_SippPhone):
 
     @property
     def dial_string(self) -> str:
-        """The sandbox's dial string for this phone (see asterisk-conf/sandbox/pjsip.conf)."""
+        """The sandbox's dial string for this phone (see sandbox/conf/pjsip.conf)."""
         return f"PJSIP/phone-network/{self.uri}"
 
     def invites_received(self) -> int:

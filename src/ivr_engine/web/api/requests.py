@@ -21,7 +21,7 @@ from ivr_engine.domain.money import check_rate
 from ivr_engine.errors import ListClosed
 from ivr_engine.store import consultations, people, waiting
 from ivr_engine.web.deps import DEPS
-from ivr_engine.web.http import PHONE, error, path_int, read_body
+from ivr_engine.web.http import BIGINT, PHONE, error, path_int, read_body
 
 
 class NewRequest(BaseModel):
@@ -118,6 +118,8 @@ async def list_consultations(request: web.Request) -> web.Response:
         expert_id = int(q["expert_id"])
         limit = int(q.get("limit", "20"))
         before_id = int(q["before_id"]) if "before_id" in q else None
+        if not (0 <= expert_id <= BIGINT and (before_id is None or 0 <= before_id <= BIGINT)):
+            raise ValueError("out of range")
     except (KeyError, ValueError):
         return error(422, "expert_id (required), limit and before_id must be integers")
     if not 1 <= limit <= 100:

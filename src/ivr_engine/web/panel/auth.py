@@ -91,9 +91,19 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     return response
 
 
+def _origin_ok(request: web.Request, origin: str) -> bool:
+    """A browser's ``Origin`` must be this site: ``IVR_PUBLIC_URL``'s origin (what a reverse
+    proxy serves, whatever Host header it forwards), or the host the request was sent to."""
+    given = urlsplit(origin)
+    public = urlsplit(request.app[DEPS].settings.public_url)
+    if (given.scheme, given.netloc) == (public.scheme, public.netloc):
+        return True
+    return given.netloc == request.host
+
+
 async def _csrf_ok(request: web.Request, who: Account | None) -> bool:
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+    if origin and origin != "null" and not _origin_ok(request, origin):
         return False
     given = request.headers.get("X-CSRF-Token", "")
     if not given and request.content_type in (
@@ -168,6 +178,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             next=target,
         )
     now = datetime.now(UTC)
+    # request.remote is the client behind a trusted proxy (web/proxy.py), else the peer.
     keys = [f"email:{email}", f"ip:{request.remote or '?'}"]
     window = timedelta(minutes=s.login_lockout_minutes)
     if await accounts.locked_until(deps.pool, keys, now) is not None:
