@@ -9,6 +9,7 @@ import base64
 import fcntl
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from ivr_devkit.pgcluster import ThrowawayCluster
 from ivr_devkit.sandbox import CelDatabase, Sandbox, SandboxInfo
 from ivr_devkit.simphones import PhoneBook
+from ivr_engine.ari.models import parse_ari_time
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.store import connect_pool, migrate
@@ -315,6 +317,20 @@ class AriObserver:
             await asyncio.sleep(0.02)
         return self.of(kind, channel_id)[0]
 
+    def times(self, kind: str, bridge_id: str | None = None) -> list[datetime]:
+        return [
+            parse_ari_time(e["timestamp"])
+            for e in self.events
+            if e["type"] == kind and (bridge_id is None or e["bridge"]["id"] == bridge_id)
+        ]
+
+    def bridged_seconds(self, bridge_id: str | None = None) -> float:
+        """From the second party entering the bridge to the first one leaving it."""
+        entered = self.times("ChannelEnteredBridge", bridge_id)
+        left = self.times("ChannelLeftBridge", bridge_id)
+        assert len(entered) >= 2 and left, self.events
+        return (min(left) - max(entered)).total_seconds()
+
     async def rest(self, method: str, path: str, **params: str) -> Any:
         async with self._http.request(method, self.info.ari_url + path, params=params) as resp:
             assert resp.status < 300, (method, path, resp.status, await resp.text())
@@ -329,6 +345,11 @@ class AriObserver:
                 event = json.loads(msg.data)
                 if event.get("type") in self.types:
                     self.events.append(event)
+
+
+def observing(info: SandboxInfo) -> AriObserver:
+    """What Asterisk says about bridges: ``async with observing(info) as observer``."""
+    return AriObserver(info, "ChannelEnteredBridge", "ChannelLeftBridge")
 
 
 def money(value: str) -> Decimal:

@@ -13,8 +13,7 @@ import pytest
 from ivr_devkit.sandbox import SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer
 
-from .conftest import Harness
-from .observer import observing
+from .conftest import Harness, observing
 from .tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,7 @@ from aiosmtpd.controller import Controller
 
 from ivr_devkit.simphones import PhoneBook, answer
 
-from .conftest import Harness
-from .observer import observing
+from .conftest import Harness, observing
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,7 @@ import pytest
 from ivr_devkit.sandbox import SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer, no_answer
 
-from .conftest import Harness
-from .observer import observing
+from .conftest import Harness, observing
 from .processes import EngineProcess
 
 pytestmark = pytest.mark.e2e

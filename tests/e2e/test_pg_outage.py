@@ -13,8 +13,7 @@ from ivr_devkit.pgcluster import ThrowawayCluster
 from ivr_devkit.simphones import PhoneBook, answer, no_answer
 from ivr_engine.store.retry import TRANSIENT
 
-from .conftest import Harness
-from .observer import observing
+from .conftest import Harness, observing
 
 pytestmark = pytest.mark.e2e
 
