@@ -74,6 +74,30 @@ async def wait_state(pool: Any, request_id: int, *states: str, timeout: float = 
     raise AssertionError(f"request {request_id} never reached {states}")
 
 
+async def start_consultation(
+    phones: PhoneBook,
+    engine_process: Callable[..., Awaitable[EngineProcess]],
+    pool: Any,
+    client_hangs_up_after_ms: int,
+) -> tuple[EngineProcess, int]:
+    """An engine process, and a consultation it has bridged."""
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=client_hangs_up_after_ms))
+    first = await engine_process(lease_seconds=LEASE)
+    _, request_id = await place(first)
+    await wait_state(pool, request_id, "connected")
+    return first, request_id
+
+
+async def billed_by_asterisk(pool: Any, request_id: int, observer: Any) -> Any:
+    """The consultation's row, checked: ended by the client, billed to Asterisk's second."""
+    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert row["ended_by"] == "client", dict(row)
+    truth = observer.bridged_seconds(f"ivr-{request_id}-bridge")
+    assert abs(row["billed_seconds"] - truth) <= 1, (row["billed_seconds"], truth)
+    return row
+
+
 async def test_sigterm_leaves_the_consultation_up_and_the_next_engine_bills_it(
     harness: Callable[..., Awaitable[Harness]],
     engine_process: Callable[..., Awaitable[EngineProcess]],
@@ -81,12 +105,8 @@ async def test_sigterm_leaves_the_consultation_up_and_the_next_engine_bills_it(
     sandbox: SandboxInfo,
     pool: Any,
 ) -> None:
-    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
-    await phones.phone(CLIENT, answer(hangup_after_ms=18000))
-    first = await engine_process(lease_seconds=LEASE)
     async with observing(sandbox) as observer:
-        _, request_id = await place(first)
-        await wait_state(pool, request_id, "connected")
+        first, request_id = await start_consultation(phones, engine_process, pool, 18000)
         first.send(signal.SIGTERM)
         assert await first.wait(15) == 0
         # Nobody watches the call now, and it is still up: both phones in the bridge.
@@ -97,12 +117,7 @@ async def test_sigterm_leaves_the_consultation_up_and_the_next_engine_bills_it(
         )
         second = await harness(lease_seconds=float(LEASE))
         assert await second.wait_state(request_id, "completed", timeout=40) == "completed"
-    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
-    assert row["ended_by"] == "client"
-    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1, (
-        row["billed_seconds"],
-        observer.bridged_seconds(),
-    )
+    await billed_by_asterisk(pool, request_id, observer)
     owner = await pool.fetchval("SELECT owner FROM requests WHERE id = $1", request_id)
     assert owner == second.engine.lease.id if second.engine.lease else False
     attempts = await second.attempts(request_id)
@@ -118,19 +133,13 @@ async def test_kill9_while_bridged_the_next_engine_adopts_after_the_lease(
     sandbox: SandboxInfo,
     pool: Any,
 ) -> None:
-    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
-    await phones.phone(CLIENT, answer(hangup_after_ms=20000))
-    first = await engine_process(lease_seconds=LEASE)
     async with observing(sandbox) as observer:
-        _, request_id = await place(first)
-        await wait_state(pool, request_id, "connected")
+        first, request_id = await start_consultation(phones, engine_process, pool, 20000)
         first.send(signal.SIGKILL)
         await first.wait(10)
         second = await harness(lease_seconds=float(LEASE))
         assert await second.wait_state(request_id, "completed", timeout=45) == "completed"
-    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
-    assert row["ended_by"] == "client"
-    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1
+    await billed_by_asterisk(pool, request_id, observer)
     events = await pool.fetch(
         "SELECT to_state FROM request_events WHERE request_id = $1 ORDER BY id", request_id
     )
@@ -182,12 +191,8 @@ async def test_a_second_engine_leaves_a_live_engines_calls_alone_then_takes_them
     sandbox: SandboxInfo,
     pool: Any,
 ) -> None:
-    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1000))
-    await phones.phone(CLIENT, answer(hangup_after_ms=26000))
-    first = await engine_process(lease_seconds=LEASE)
     async with observing(sandbox) as observer:
-        _, request_id = await place(first)
-        await wait_state(pool, request_id, "connected")
+        first, request_id = await start_consultation(phones, engine_process, pool, 26000)
         second = await harness(lease_seconds=float(LEASE), ari_app="ivr-engine-second")
         await asyncio.sleep(3 * float(LEASE))  # several leases: the first is alive, untouched
         bridge = await ari_get(sandbox, f"/bridges/ivr-{request_id}-bridge")
@@ -196,9 +201,7 @@ async def test_a_second_engine_leaves_a_live_engines_calls_alone_then_takes_them
         first.send(signal.SIGKILL)
         await first.wait(10)
         assert await second.wait_state(request_id, "completed", timeout=45) == "completed"
-    row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
-    assert row["ended_by"] == "client"
-    assert abs(row["billed_seconds"] - observer.bridged_seconds()) <= 1
+    await billed_by_asterisk(pool, request_id, observer)
 
 
 async def test_kill9_with_calls_in_every_stage(
@@ -264,11 +267,7 @@ async def test_kill9_with_calls_in_every_stage(
         for request_id in consultations:
             assert await second.wait_state(request_id, "completed", timeout=60) == "completed"
     for request_id in consultations:
-        bridge_id = f"ivr-{request_id}-bridge"
-        row = await pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
-        assert row["ended_by"] == "client", dict(row)
-        truth = observer.bridged_seconds(bridge_id)
-        assert abs(row["billed_seconds"] - truth) <= 1, (request_id, row["billed_seconds"], truth)
+        await billed_by_asterisk(pool, request_id, observer)
     for stage, request_id in stages.items():
         first_attempts = [
             a for a in await second.attempts(request_id) if a["outcome"] == "interrupted"
