@@ -116,7 +116,17 @@ async def test_every_answer_fits_the_document(client: tuple[Client, Engine]) -> 
         "post", "/experts/{expert_id}/requests", 404, {"client_id": 1}, path={"expert_id": "²"}
     )
     await c.check("post", "/experts/{expert_id}/requests", 422, {"client_id": 0}, path=ep)
+    await c.check("post", "/experts/{expert_id}/requests", 422, {"client_id": 2**63}, path=ep)
     await c.check("post", "/experts/{expert_id}/requests", 400, b"[", path=ep)
+    await c.check("post", "/experts/{expert_id}/requests", 400, b"[" * 2000, path=ep)
+    await c.check("post", "/experts/{expert_id}/requests", 400, b"1" * 5000, path=ep)
+    await c.check("post", "/experts/{expert_id}/requests", 400, b'"\xff"', path=ep)
+    for alias in ("Mar\nco", "Mar\x00co", "Marco\u2028", "\ud800"):
+        bad = {"client_phone": "+393330000202", "client_alias": alias}
+        await c.check("post", "/experts/{expert_id}/requests", 422, bad, path=ep)
+    bad_keys = {"timezone": "Europe/Rome", "weekly": {"mon\rday": []}}
+    await c.check("put", "/experts/{expert_id}/planning", 422, bad_keys, path=ep)
+    await c.check("post", "/experts", 422, {**expert, "email": "a@b.it\r\nBcc: x@y.it"})
     await c.check("get", "/requests/{request_id}", 200, path=r)
     await c.check("get", "/requests/{request_id}", 404, path={"request_id": 2**63})
     await c.check("post", "/requests/{request_id}/solicit", 202, path=r)
@@ -209,3 +219,28 @@ async def test_every_answer_fits_the_document(client: tuple[Client, Engine]) -> 
 
     async with c.http.get(c.base + BASE + "/requests/1") as resp:  # and 401, as documented
         assert resp.status == 401 and "error" in await resp.json()
+
+
+async def test_every_failure_under_api_is_json(client: tuple[Client, Engine]) -> None:
+    """aiohttp's own answers (no such route, wrong method) and a broken database answer
+    JSON too: 503 while PostgreSQL is away (documented), a JSON 500 for a bug (logged)."""
+    c, engine = client
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for method, path, status in (
+        ("GET", "/nothing-here", 404),
+        ("PATCH", "/requests/1", 405),
+        ("POST", "/experts", 413),
+    ):
+        data = b"x" * (65 * 1024) if status == 413 else None
+        async with c.http.request(method, c.base + BASE + path, headers=auth, data=data) as r:
+            assert (r.status, r.content_type) == (status, "application/json"), path
+            assert set(await r.json()) == {"error"}
+            if status == 405:
+                assert "GET" in r.headers["Allow"]
+    await engine.pool.execute("ALTER TABLE requests RENAME TO requests_gone")
+    async with c.http.get(c.base + BASE + "/requests/1", headers=auth) as r:
+        assert (r.status, await r.json()) == (500, {"error": "internal error"})
+    await engine.pool.execute("ALTER TABLE requests_gone RENAME TO requests")
+    await engine.pool.close()  # PostgreSQL unreachable, as far as the engine can tell
+    await c.check("get", "/requests/{request_id}", 503, path={"request_id": 1})
+    await c.check("post", "/experts/{expert_id}/pause", 503, path={"expert_id": 1})

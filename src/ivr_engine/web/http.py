@@ -10,7 +10,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ivr_engine.domain.text import control_characters, strings_in
+
 PHONE = r"^\+?[0-9]{3,20}$"  # a dialable number as typed: digits, maybe a leading +
+# One address or none: it becomes a To: header, so nothing that could start a second one.
+EMAIL = r"^([^@\s\",;<>()\[\]\\]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63})?$"
 BIGINT = 2**63 - 1  # the largest id PostgreSQL holds
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,11 +36,20 @@ def _raise(cls: type[web.HTTPError], message: str) -> web.HTTPError:
 
 
 async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
-    """The JSON body validated by ``model``: 400 if it is not JSON, 422 if it does not fit."""
+    """The JSON body validated by ``model``: 400 if it is not JSON, 422 if it does not fit.
+
+    Nesting past what Python's parser takes (``[[[[…``), a number of more than 4300 digits
+    and bytes that are not UTF-8 are "not JSON" too; a string holding a control character
+    (a line break in a name, a NUL) does not fit any field (domain/text.py).
+    """
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # JSONDecodeError is a ValueError
         raise _raise(web.HTTPBadRequest, "body is not valid JSON") from None
+    for where, text in strings_in(data):
+        if found := control_characters(text):
+            message = f"{where}: control characters are not allowed ({', '.join(found)})"
+            raise _raise(web.HTTPUnprocessableEntity, message)
     try:
         return model.model_validate(data)
     except ValidationError as err:

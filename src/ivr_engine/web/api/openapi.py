@@ -152,8 +152,10 @@ def _operation(op: Op, refs: dict[Any, Any]) -> dict[str, Any]:
         {"name": n, "in": "query", "required": req, "schema": sch, "description": doc}
         for n, (sch, req, doc) in op.query.items()
     ]
+    error_body = refs[(s.ErrorBody, "serialization")]
     responses: dict[str, Any] = {
-        "401": _answer("missing or wrong bearer token", refs[(s.ErrorBody, "serialization")])
+        "401": _answer("missing or wrong bearer token", error_body),
+        "503": _answer("PostgreSQL is unavailable: nothing was done, try again", error_body),
     }
     for code, model in sorted(op.responses.items()):
         schema = refs[(model, "serialization")] if model is not None else None
@@ -164,7 +166,7 @@ def _operation(op: Op, refs: dict[Any, Any]) -> dict[str, Any]:
         .replace("}", "")
         .replace("-", "_"),
         "parameters": params,
-        "responses": responses,
+        "responses": dict(sorted(responses.items())),
     }
     if op.body is not None:
         out["requestBody"] = {

@@ -21,15 +21,15 @@ from ivr_engine.domain.money import check_rate
 from ivr_engine.errors import ListClosed
 from ivr_engine.store import consultations, people, waiting
 from ivr_engine.web.deps import DEPS
-from ivr_engine.web.http import BIGINT, PHONE, error, path_int, read_body
+from ivr_engine.web.http import BIGINT, EMAIL, PHONE, error, path_int, read_body
 
 
 class NewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    client_id: int | None = Field(None, gt=0)
+    client_id: int | None = Field(None, gt=0, le=BIGINT)
     client_phone: str | None = Field(None, pattern=PHONE)
     client_alias: str = Field("", max_length=40)
-    client_email: str = Field("", max_length=200)
+    client_email: str = Field("", max_length=200, pattern=EMAIL)
     language: Literal["en", "it"] = "en"
 
     @model_validator(mode="after")
@@ -45,7 +45,7 @@ class NewExpert(BaseModel):
     phone: str = Field(pattern=PHONE)
     rate_per_minute: Decimal = Field(decimal_places=2)
     category: str = Field("general", pattern=r"^[a-z][a-z_]{0,30}$")
-    email: str = Field("", max_length=200)
+    email: str = Field("", max_length=200, pattern=EMAIL)
     language: Literal["en", "it"] = "en"
     acceptance_ivr: bool = True
     taking_calls: bool = True
