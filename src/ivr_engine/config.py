@@ -13,10 +13,12 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from phonenumbers import SUPPORTED_REGIONS
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ivr_engine.domain.money import Tariff, make_tariff
+from ivr_engine.domain.numbers import DEFAULT_COUNTRIES, DEFAULT_TYPES, DialPolicy, NumberType
 from ivr_engine.errors import ConfigError
 
 
@@ -109,6 +111,9 @@ class Settings(BaseSettings):
     transfer_cost_fixed: Decimal = Field(Decimal("0.01"), ge=0, description="EUR/min")
     commission_percent: Decimal = Field(Decimal("0"), ge=0, le=100)
     phone_region: str = Field("IT", description="region of numbers not written in E.164")
+    # Which numbers may be dialled at all (domain/numbers.py): the countries and the types.
+    dial_countries: Annotated[tuple[str, ...], NoDecode] = tuple(sorted(DEFAULT_COUNTRIES))
+    dial_number_types: Annotated[tuple[NumberType, ...], NoDecode] = tuple(sorted(DEFAULT_TYPES))
 
     # Email (the outbox sender)
     smtp_host: str = "127.0.0.1"
@@ -144,6 +149,33 @@ class Settings(BaseSettings):
             granularity_seconds=self.billing_granularity,
             minimum_seconds=self.billing_minimum,
         )
+
+    @property
+    def dial_policy(self) -> DialPolicy:
+        return DialPolicy(
+            region=self.phone_region,
+            countries=frozenset(self.dial_countries),
+            types=frozenset(self.dial_number_types),
+        )
+
+    @field_validator("dial_countries", "dial_number_types", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):  # "IT, SM, VA" as written in the environment
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("phone_region", "dial_countries")
+    @classmethod
+    def _known_regions(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        unknown = sorted(
+            {value} - SUPPORTED_REGIONS
+            if isinstance(value, str)
+            else set(value) - SUPPORTED_REGIONS
+        )
+        if unknown:
+            raise ValueError(f"not a region phonenumbers knows: {', '.join(unknown)}")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

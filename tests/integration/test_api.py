@@ -51,7 +51,7 @@ async def test_requests_wait_while_asterisk_is_away(api: Any) -> None:
     [
         ({}, "exactly one of client_id or client_phone"),
         ({"client_phone": "abc"}, "client_phone"),
-        ({"client_id": 1, "client_phone": "+3933300"}, "exactly one"),
+        ({"client_id": 1, "client_phone": "+393330000300"}, "exactly one"),
         ({"client_phone": "+393330000202", "surprise": 1}, "surprise"),
         ({"client_phone": "+393330000202", "language": "xx"}, "language"),
         ([1, 2], "body"),
@@ -71,14 +71,14 @@ async def test_errors_are_clear(api: Any) -> None:
     )
     assert status == 400 and "JSON" in reply["error"]
     status, reply = await _call(
-        http, "POST", f"{base}/api/v1/experts/999/requests", json={"client_phone": "+3933300"}
+        http, "POST", f"{base}/api/v1/experts/999/requests", json={"client_phone": "+393330000300"}
     )
     assert status == 404 and "expert 999" in reply["error"]
     closed = await people.create_expert(
         engine.pool, alias="B", phone="+39060002", rate=Decimal(2), taking_calls=False
     )
     status, reply = await _call(
-        http, "POST", f"{base}/api/v1/experts/{closed}/requests", json={"client_phone": "+3933300"}
+        http, "POST", f"{base}/api/v1/experts/{closed}/requests", json={"client_phone": "+393330000300"}
     )
     assert status == 409 and "not taking calls" in reply["error"]
     status, reply = await _call(http, "GET", f"{base}/api/v1/requests/abc")
@@ -96,11 +96,11 @@ async def test_leave_then_solicit(api: Any) -> None:
     engine, http, base = api
     expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
     status, req = await _call(
-        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+3933301"}
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+393330000301"}
     )
     assert status == 201
     status, dup = await _call(
-        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+3933301"}
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+393330000301"}
     )
     assert status == 409 and "already" in dup["error"]
     status, left = await _call(http, "DELETE", f"{base}/api/v1/requests/{req['id']}")
@@ -132,7 +132,7 @@ async def test_signed_solicit_link(api: Any) -> None:
 
     engine, _, base = api
     expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
-    client = await people.client_by_phone(engine.pool, "+3933301")
+    client = await people.client_by_phone(engine.pool, "+393330000301")
     req = await waiting.create(engine.pool, expert, client)
     secret = b"link-secret"
     good = sign_solicit(req.id, datetime.now(UTC) + timedelta(minutes=5), secret)

@@ -41,7 +41,7 @@ async def test_no_planning_means_open_and_pause_closes(api: Any) -> None:
         http,
         "POST",
         f"{base}/api/v1/experts/{expert}/requests",
-        json={"client_phone": "+3933300001"},
+        json={"client_phone": "+393330000011"},
     )
     assert status == 201 and req["state"] == "waiting"
     assert await claims.claim_next(engine.pool) is None  # not dialled while paused
@@ -73,7 +73,7 @@ async def test_weekly_planning_closes_the_list_outside_hours(api: Any) -> None:
         http,
         "POST",
         f"{base}/api/v1/experts/{expert}/requests",
-        json={"client_phone": "+3933300001"},
+        json={"client_phone": "+393330000011"},
     )
     assert status == 409 and reply["reason"] == "outside_hours"
     opening = datetime.fromisoformat(reply["next_opening"])
@@ -92,7 +92,7 @@ async def test_weekly_planning_closes_the_list_outside_hours(api: Any) -> None:
         http,
         "POST",
         f"{base}/api/v1/experts/{expert}/requests",
-        json={"client_phone": "+3933300001"},
+        json={"client_phone": "+393330000011"},
     )
     assert status == 201
     status, planning = await call(
@@ -172,7 +172,7 @@ async def test_refuse_all_waiting_offers_an_appointment(api: Any) -> None:
             http,
             "POST",
             f"{base}/api/v1/experts/{expert}/requests",
-            json={"client_phone": f"+393330000{n}", "client_email": email, "language": "it"},
+            json={"client_phone": f"+39333000010{n}", "client_email": email, "language": "it"},
         )
         assert status == 201, req
         ids.append(req["id"])

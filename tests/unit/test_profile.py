@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from ivr_engine.domain.numbers import DialPolicy
 from ivr_engine.domain.planning import Slot
-from ivr_engine.web.panel.fields import clean_phone
 from ivr_engine.web.panel.profile import parse_rate, phone_error, rate_error
 from ivr_engine.web.panel.slot_form import runs_over
 
@@ -22,15 +22,18 @@ LOW, HIGH = Decimal("0.10"), Decimal("100.00")
         ("+39 333 123 4567", None),
         ("(06) 1234-5678", None),
         ("3331234567", None),
-        ("+39 123", "profile.phone.invalid"),
-        ("+39 899 123456", "profile.phone.premium"),
-        ("call me", "profile.phone.format"),
-        ("", "profile.phone.format"),
-        ("+39 333 123 4567 ext 2", "profile.phone.format"),
+        ("+39 123", "number.invalid"),
+        ("+39 899 123456", "number.type"),
+        ("+39 848 123456", "number.type"),
+        ("112", "number.emergency"),
+        ("+41 44 123 45 67", "number.country"),
+        ("call me", "number.format"),
+        ("", "number.format"),
+        ("+39 333 123 4567 ext 2", "number.format"),
     ],
 )
 def test_phone_error(typed: str, error: str | None) -> None:
-    assert phone_error(clean_phone(typed), "IT") == error
+    assert phone_error(typed, DialPolicy()) == error
 
 
 @pytest.mark.parametrize(

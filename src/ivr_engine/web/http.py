@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ivr_engine.domain.numbers import NumberRefused
 from ivr_engine.domain.text import control_characters, strings_in
 
 PHONE = r"^\+?[0-9]{3,20}$"  # a dialable number as typed: digits, maybe a leading +
@@ -22,6 +23,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+def refused_number(field: str, err: NumberRefused) -> web.Response:
+    """422 for a number the engine may not dial, with the reason (domain/numbers.py)."""
+    body = {"error": f"{field}: {err}", "reason": err.reason.value}
+    return web.json_response(body, status=422)
 
 
 def bearer_matches(request: web.Request, token: str) -> bool:

@@ -39,7 +39,8 @@ class Op:
 
 
 def _errors(*codes: int) -> dict[int, Model | None]:
-    return {code: s.ConflictBody if code == 409 else s.ErrorBody for code in codes}
+    special: dict[int, Model] = {409: s.ConflictBody, 422: s.InvalidBody}
+    return {code: special.get(code, s.ErrorBody) for code in codes}
 
 
 # Every route answers 401 without the token; a body that is not JSON gets 400 and one that
@@ -100,6 +101,7 @@ _PATH_PARAMS: dict[str, dict[str, Any]] = {
 _RESPONSE_MODELS: tuple[Model, ...] = (
     s.ErrorBody,
     s.ConflictBody,
+    s.InvalidBody,
     s.Created,
     s.RequestOut,
     s.AvailabilityOut,

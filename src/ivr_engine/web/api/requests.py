@@ -18,10 +18,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ivr_engine.domain.money import check_rate
+from ivr_engine.domain.numbers import NumberRefused, dialable
 from ivr_engine.errors import ListClosed
 from ivr_engine.store import consultations, people, waiting
 from ivr_engine.web.deps import DEPS
-from ivr_engine.web.http import BIGINT, EMAIL, PHONE, error, path_int, read_body
+from ivr_engine.web.http import (
+    BIGINT,
+    EMAIL,
+    PHONE,
+    error,
+    path_int,
+    read_body,
+    refused_number,
+)
 
 
 class NewRequest(BaseModel):
@@ -59,10 +68,14 @@ async def create_expert(request: web.Request) -> web.Response:
         check_rate(body.rate_per_minute, s.rate_min, s.rate_max)
     except ValueError as err:
         return error(422, f"rate_per_minute: {err}")
+    try:
+        phone = dialable(body.phone, s.dial_policy)
+    except NumberRefused as err:
+        return refused_number("phone", err)
     expert_id = await people.create_expert(
         deps.pool,
         alias=body.alias,
-        phone=body.phone,
+        phone=phone,
         rate=body.rate_per_minute,
         email=body.email,
         language=body.language,
@@ -80,9 +93,13 @@ async def create_request(request: web.Request) -> web.Response:
     client_id = body.client_id
     if client_id is None:
         assert body.client_phone is not None
+        try:
+            phone = dialable(body.client_phone, deps.settings.dial_policy)
+        except NumberRefused as err:
+            return refused_number("client_phone", err)
         client_id = await people.client_by_phone(
             deps.pool,
-            body.client_phone,
+            phone,
             alias=body.client_alias,
             language=body.language,
             email=body.client_email,
@@ -114,6 +131,8 @@ async def solicit_request(request: web.Request) -> web.Response:
 
 async def list_consultations(request: web.Request) -> web.Response:
     q = request.query
+    if unknown := sorted(set(q) - {"expert_id", "limit", "before_id"}):
+        return error(422, f"unknown query parameters: {', '.join(unknown)}")
     try:
         expert_id = int(q["expert_id"])
         limit = int(q.get("limit", "20"))

@@ -27,6 +27,16 @@ class ConflictBody(ErrorBody):
     next_opening: datetime | None = Field(None, description="when the list opens again")
 
 
+class InvalidBody(ErrorBody):
+    """422: the input does not fit the rules; for a phone number, why it is refused."""
+
+    reason: str | None = Field(
+        None,
+        description="a refused number: emergency, short, invalid, country, type (premium"
+        " rate, shared cost, unknown...) or format",
+    )
+
+
 class Created(BaseModel):
     id: int
 

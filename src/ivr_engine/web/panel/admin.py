@@ -150,8 +150,7 @@ i18n.register(
         "admin.error.required": "This field is required.",
         "admin.error.too_long": "At most {n} characters.",
         "admin.error.choice": "Choose one of the options.",
-        "admin.error.phone": "Not a phone number: write it with its country code, e.g."
-        " +39 333 123 4567.",
+        "admin.error.control": "Line breaks and other control characters are not allowed.",
         "admin.error.rate_format": "Write an amount, e.g. 1.80.",
         "admin.error.rate_range": "The rate must be between {low} and {high} per minute.",
         "admin.error.rate_cents": "Use whole cents, e.g. 1.80.",
@@ -255,8 +254,7 @@ i18n.register(
         "admin.error.required": "Questo campo è obbligatorio.",
         "admin.error.too_long": "Al massimo {n} caratteri.",
         "admin.error.choice": "Scegli una delle opzioni.",
-        "admin.error.phone": "Non è un numero di telefono: scrivilo con il prefisso"
-        " internazionale, ad es. +39 333 123 4567.",
+        "admin.error.control": "A capo e altri caratteri di controllo non sono ammessi.",
         "admin.error.rate_format": "Scrivi un importo, ad es. 1,80.",
         "admin.error.rate_range": "La tariffa deve essere tra {low} e {high} al minuto.",
         "admin.error.rate_cents": "Usa centesimi interi, ad es. 1,80.",

@@ -11,12 +11,12 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from ivr_engine.domain.money import CARTOMANCY, line_type
+from ivr_engine.domain.text import control_characters
 from ivr_engine.errors import Conflict
 from ivr_engine.store import admin as store
 from ivr_engine.store.accounts import MIN_PASSWORD
 from ivr_engine.web.deps import DEPS
-from ivr_engine.web.http import PHONE
-from ivr_engine.web.panel.fields import clean_phone, parse_id, rate_problem, show_rate
+from ivr_engine.web.panel.fields import parse_id, phone_problem, rate_problem, show_rate
 from ivr_engine.web.panel.render import money, page, problem, redirect, text
 from ivr_engine.web.panel.session import LANG
 
@@ -112,13 +112,15 @@ def _read(
         errors["alias"] = required
     elif len(v["alias"]) > 60:
         errors["alias"] = text(request, "admin.error.too_long", n=60)
+    elif control_characters(v["alias"]):  # it ends up in emails' Subject
+        errors["alias"] = text(request, "admin.error.control")
     if v["category"] not in _categories(current):
         errors["category"] = text(request, "admin.error.choice")
-    phone = clean_phone(v["phone"])
-    if not phone:
+    phone, phone_error = phone_problem(v["phone"], request.app[DEPS].settings.dial_policy)
+    if not v["phone"]:
         errors["phone"] = required
-    elif not re.fullmatch(PHONE, phone):
-        errors["phone"] = text(request, "admin.error.phone")
+    elif phone_error is not None:
+        errors["phone"] = text(request, phone_error)
     if v["rate"]:
         rate = _rate(request, v["rate"], errors)
     else:

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Literal
 
 from ivr_engine.domain.money import check_rate
+from ivr_engine.domain.numbers import DialPolicy, NumberRefused, dialable
+from ivr_engine.web.panel import i18n
 
 _BIGINT = 2**63 - 1
 
@@ -28,6 +30,15 @@ def clean_phone(raw: str) -> str:
     return _SEPARATORS.sub("", raw)
 
 
+def phone_problem(typed: str, policy: DialPolicy) -> tuple[str, str | None]:
+    """(the number in E.164, None) if the engine may dial it, else (what was typed, the text
+    key of why not): the same rules as the API's (domain/numbers.py)."""
+    try:
+        return dialable(clean_phone(typed), policy), None
+    except NumberRefused as err:
+        return typed, f"number.{err.reason.value}"
+
+
 def show_rate(rate: Decimal, lang: str) -> str:
     """A rate as a form field shows it: 1.80, or 1,80 in Italian."""
     shown = f"{rate:.2f}"
@@ -41,3 +52,29 @@ def rate_problem(rate: Decimal, low: Decimal, high: Decimal) -> Literal["bounds"
     except ValueError:
         return "bounds" if not low <= rate <= high else "cents"
     return None
+
+
+i18n.register(
+    en={
+        "number.format": "Not a phone number: write it with its country code, e.g."
+        " +39 333 123 4567.",
+        "number.invalid": "This is not a valid phone number: clients could not be put"
+        " through to it.",
+        "number.emergency": "This is an emergency number: it is never dialled.",
+        "number.short": "This is a short service number: it is never dialled.",
+        "number.country": "Numbers of this country are not dialled by the service.",
+        "number.type": "This kind of number (premium rate, shared cost, toll free…) cannot"
+        " receive calls: give a fixed or mobile number.",
+    },
+    it={
+        "number.format": "Non è un numero di telefono: scrivilo con il prefisso"
+        " internazionale, ad es. +39 333 123 4567.",
+        "number.invalid": "Questo non è un numero di telefono valido: i clienti non"
+        " potrebbero esserti passati.",
+        "number.emergency": "Questo è un numero di emergenza: non viene mai chiamato.",
+        "number.short": "Questo è un numero breve di servizio: non viene mai chiamato.",
+        "number.country": "Il servizio non chiama numeri di questo paese.",
+        "number.type": "Questo tipo di numero (tariffa maggiorata, costo ripartito, numero"
+        " verde…) non può ricevere chiamate: indica un numero fisso o cellulare.",
+    },
+)

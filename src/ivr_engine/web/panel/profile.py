@@ -8,46 +8,33 @@ it is computed by the same `make_tariff` as the call flow, never by a copy of it
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 
-import phonenumbers
 from aiohttp import web
-from phonenumbers import PhoneNumberType
 
 from ivr_engine.config import Settings
 from ivr_engine.domain.money import HALVED, WAIVED, Tariff
+from ivr_engine.domain.numbers import DialPolicy
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.store import pins
 from ivr_engine.store import profile as store
 from ivr_engine.store.profile import Profile
 from ivr_engine.web.deps import DEPS
-from ivr_engine.web.http import PHONE
 from ivr_engine.web.panel import i18n
-from ivr_engine.web.panel.fields import clean_phone, rate_problem, show_rate
+from ivr_engine.web.panel.fields import phone_problem, rate_problem, show_rate
 from ivr_engine.web.panel.render import page, redirect, text
 from ivr_engine.web.panel.session import LANG, expert_id
 
 _SAVED = ("phone", "rate", "pin")
 
 
-def phone_error(number: str, region: str) -> str | None:
+def phone_error(typed: str, policy: DialPolicy) -> str | None:
     """The text key of what is wrong with a number to put clients through to, or None.
 
     The line type of an invalid number cannot be told, and a premium-rate number would let
-    the expert earn twice from one call, so neither can receive calls.
+    the expert earn twice from one call: the engine's dialling rules refuse both.
     """
-    if not re.fullmatch(PHONE, number):
-        return "profile.phone.format"
-    try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        return "profile.phone.invalid"
-    if not phonenumbers.is_valid_number(parsed):
-        return "profile.phone.invalid"
-    if phonenumbers.number_type(parsed) == PhoneNumberType.PREMIUM_RATE:
-        return "profile.phone.premium"
-    return None
+    return phone_problem(typed, policy)[1]
 
 
 def parse_rate(raw: str) -> Decimal | None:
@@ -125,8 +112,7 @@ async def profile_page(request: web.Request) -> web.Response:
 async def change_phone(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     typed = str((await request.post()).get("phone", "")).strip()
-    number = clean_phone(typed)
-    error = phone_error(number, deps.settings.phone_region)
+    number, error = phone_problem(typed, deps.settings.dial_policy)
     if error is not None:
         return await _render(
             request, status=422, values={"phone": typed}, errors={"phone": text(request, error)}
@@ -185,11 +171,6 @@ i18n.register(
         "profile.phone.label": "Phone number",
         "profile.phone.hint": "With the country code, e.g. +39 333 123 4567.",
         "profile.phone.submit": "Save number",
-        "profile.phone.format": "Write the number with digits only, with the country code"
-        " (e.g. +39 333 123 4567).",
-        "profile.phone.invalid": "This is not a valid phone number: clients could not be put"
-        " through to it.",
-        "profile.phone.premium": "Premium-rate numbers cannot receive consultations.",
         "profile.line": "Line type",
         "profile.line.mobile": "mobile",
         "profile.line.fixed": "fixed line",
@@ -239,11 +220,6 @@ i18n.register(
         "profile.phone.label": "Numero di telefono",
         "profile.phone.hint": "Con il prefisso internazionale, ad es. +39 333 123 4567.",
         "profile.phone.submit": "Salva il numero",
-        "profile.phone.format": "Scrivi il numero solo con cifre, con il prefisso internazionale"
-        " (ad es. +39 333 123 4567).",
-        "profile.phone.invalid": "Questo non è un numero di telefono valido: i clienti non"
-        " potrebbero esserti passati.",
-        "profile.phone.premium": "I numeri a tariffa maggiorata non possono ricevere consulti.",
         "profile.line": "Tipo di linea",
         "profile.line.mobile": "cellulare",
         "profile.line.fixed": "rete fissa",
