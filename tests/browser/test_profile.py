@@ -52,7 +52,7 @@ async def test_number_line_type_and_transfer_cost(site: Site) -> None:
     await expect(page.locator("#line-type")).to_have_text("fixed line")
     await expect(page.locator("#transfer-cost")).to_have_text("€0.01 per minute")
     await expect(page.locator("#you-pay")).to_have_text("€0.01")
-    assert await _column(site, expert_id, "phone") == "0612345678"
+    assert await _column(site, expert_id, "phone") == "+390612345678"  # stored in E.164
 
 
 @pytest.mark.parametrize("typed", ["+39 123", "call me", "+39 899 123456"])

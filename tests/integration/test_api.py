@@ -78,7 +78,10 @@ async def test_errors_are_clear(api: Any) -> None:
         engine.pool, alias="B", phone="+39060002", rate=Decimal(2), taking_calls=False
     )
     status, reply = await _call(
-        http, "POST", f"{base}/api/v1/experts/{closed}/requests", json={"client_phone": "+393330000300"}
+        http,
+        "POST",
+        f"{base}/api/v1/experts/{closed}/requests",
+        json={"client_phone": "+393330000300"},
     )
     assert status == 409 and "not taking calls" in reply["error"]
     status, reply = await _call(http, "GET", f"{base}/api/v1/requests/abc")
@@ -96,11 +99,17 @@ async def test_leave_then_solicit(api: Any) -> None:
     engine, http, base = api
     expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
     status, req = await _call(
-        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+393330000301"}
+        http,
+        "POST",
+        f"{base}/api/v1/experts/{expert}/requests",
+        json={"client_phone": "+393330000301"},
     )
     assert status == 201
     status, dup = await _call(
-        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": "+393330000301"}
+        http,
+        "POST",
+        f"{base}/api/v1/experts/{expert}/requests",
+        json={"client_phone": "+393330000301"},
     )
     assert status == 409 and "already" in dup["error"]
     status, left = await _call(http, "DELETE", f"{base}/api/v1/requests/{req['id']}")

@@ -80,7 +80,8 @@ async def test_metrics_need_a_token_and_show_the_waiting_list(start: Start) -> N
     engine, base = await start(metrics_token=SecretStr("scraper-only"))
     async with aiohttp.ClientSession(headers=AUTH) as http:
         async with http.post(
-            base + "/api/v1/experts", json={"alias": "A", "phone": "+390600000101", "rate_per_minute": 1}
+            base + "/api/v1/experts",
+            json={"alias": "A", "phone": "+390600000101", "rate_per_minute": 1},
         ) as resp:
             expert = (await resp.json())["id"]
         async with http.post(

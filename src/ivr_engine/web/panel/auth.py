@@ -22,6 +22,7 @@ from ivr_engine.store import accounts
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.http import Handler
 from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.fields import safe_next
 from ivr_engine.web.panel.render import page, problem, redirect, text
 from ivr_engine.web.panel.session import (
     ACCOUNT,
@@ -129,10 +130,7 @@ def _cookie(request: web.Request, response: web.StreamResponse, name: str, value
 
 
 def _safe_next(target: str, who: Account) -> str:
-    # Only a path of this site: never "//host" or "https://…" (no open redirect).
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return _home(who)
+    return safe_next(target) or _home(who)
 
 
 async def login_form(request: web.Request) -> web.Response:
@@ -224,10 +222,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     lang = request.match_info["lang"]
     if lang not in i18n.LANGUAGES:
         raise web.HTTPNotFound()
-    target = request.query.get("next", "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = redirect(target)
+    response = redirect(safe_next(request.query.get("next", "/")) or "/")
     response.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Lax")
     return response
 

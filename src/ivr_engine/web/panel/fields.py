@@ -5,8 +5,10 @@ Italian)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from ivr_engine.domain.money import check_rate
 from ivr_engine.domain.numbers import DialPolicy, NumberRefused, dialable
@@ -20,6 +22,30 @@ def parse_id(raw: str) -> int | None:
     if not (raw.isascii() and raw.isdigit()) or int(raw) > _BIGINT:
         return None
     return int(raw)
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` if it is a path of this site, else None (no open redirect).
+
+    Browsers drop TAB, CR and LF anywhere in a URL and trim spaces and controls around it,
+    and read a backslash as a slash: ``/\t/evil.example`` and ``/\\evil.example`` are
+    ``//evil.example``, another site. So any whitespace, control character or backslash
+    refuses the target, and so does anything with a scheme or a host, or a path that starts
+    with ``//``, also once percent-decoded (``/%2F%2Fevil.example``, ``/%09/…``).
+    """
+    if not target.startswith("/") or "\\" in target:
+        return None
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in target):
+        return None
+    decoded = unquote(target)
+    if decoded.startswith("//") or "\\" in decoded:
+        return None
+    if any(unicodedata.category(ch).startswith("C") for ch in decoded):  # /%09/…
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return None
+    return target
 
 
 # What people type between digits; the engine dials digits only, so we drop them first.
