@@ -62,8 +62,8 @@ def test_the_settings_choose_the_countries_and_the_types() -> None:
         ami_secret="x",
         api_token="x",
         link_secret="x",
-        dial_countries="IT, CH",  # type: ignore[arg-type]  # as the environment gives it
-        dial_number_types="mobile",  # type: ignore[arg-type]
+        dial_countries="IT, CH",  # as the environment gives it
+        dial_number_types="mobile",
     )
     policy = settings.dial_policy
     assert dialable(swiss.replace("44", "79"), policy) == "+41791234567"

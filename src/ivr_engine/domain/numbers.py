@@ -99,7 +99,7 @@ def dialable(raw: str, policy: DialPolicy) -> str:
     except phonenumbers.NumberParseException as err:
         raise NumberRefused(Refusal.INVALID, f"{raw} is not a phone number") from err
     # The regions sharing the country code: an invalid number has no region of its own.
-    regions = phonenumbers.region_codes_for_country_code(parsed.country_code)
+    regions = phonenumbers.region_codes_for_country_code(parsed.country_code or 0)
     national = phonenumbers.national_significant_number(parsed)
     if any(shortnumberinfo.connects_to_emergency_number(national, r) for r in regions):
         raise NumberRefused(Refusal.EMERGENCY, f"{raw} is an emergency number")
