@@ -18,6 +18,7 @@ from ivr_engine.store import outbox
 
 S = RequestState
 ACTIVE = [s.value for s in (S.RINGING_EXPERT, S.RINGING_CLIENT, S.CONNECTED)]
+ONE_LIVE_PER_CLIENT = "requests_one_live_per_client"  # the unique index of migration 0010
 
 
 def view_of(row: asyncpg.Record) -> RequestView:
@@ -53,11 +54,18 @@ async def create(pool: asyncpg.Pool, expert_id: int, client_id: int) -> RequestV
         )
         if dup:
             raise Conflict(f"client {client_id} is already in this list (request {dup})")
-        row = await conn.fetchrow(
-            "INSERT INTO requests (expert_id, client_id) VALUES ($1, $2) RETURNING *",
-            expert_id,
-            client_id,
-        )
+        try:
+            row = await conn.fetchrow(
+                "INSERT INTO requests (expert_id, client_id) VALUES ($1, $2) RETURNING *",
+                expert_id,
+                client_id,
+            )
+        except asyncpg.UniqueViolationError as err:
+            # Another join of the same client committed between our SELECT and INSERT: the
+            # index of migration 0010 is what really keeps one live entry per client.
+            if err.constraint_name != ONE_LIVE_PER_CLIENT:
+                raise
+            raise Conflict(f"client {client_id} is already in this list") from err
         await event(conn, row["id"], None, S.WAITING, "created")
     return view_of(row)
 
