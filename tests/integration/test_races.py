@@ -13,10 +13,10 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ivr_engine.engine import Engine
 from ivr_engine.errors import Conflict
 from ivr_engine.store import migrate, people, waiting
 from ivr_engine.store.db import default_migrations_dir
-from ivr_engine.engine import Engine
 
 pytestmark = pytest.mark.integration
 
