@@ -20,7 +20,7 @@ from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
-from ivr_engine.flows.legs import BUSY_CAUSES, CallLegs
+from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs
 from ivr_engine.prompts import Prompt, rate_media
 from ivr_engine.store import consultations, waiting
 from ivr_engine.store.retry import durably
@@ -66,9 +66,10 @@ class AcceptanceFlow(CallLegs):
             await self._expert_missed("no_choice")
             return
         if choice == "3":
-            await self._move(S.RINGING_EXPERT, S.REFUSED, "expert_refused")
+            # Goodbye and hang-up first: the final state frees the expert for the next call.
             await self._say_and_hangup(expert, Prompt.REFUSED_GOODBYE)
             await self._end_attempt(expert, "refused", choice="3")
+            await self._move(S.RINGING_EXPERT, S.REFUSED, "expert_refused")
             await self._tell_client_declined()
             return
         await self._connect(expert)
@@ -111,6 +112,7 @@ class AcceptanceFlow(CallLegs):
                 await expert.play(self.media(Prompt.CONNECTING_YOU))
             await expert.start_moh()
         except Hangup:
+            await expert.destroyed(timeout=HANGUP_BUDGET)
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             return
@@ -125,19 +127,20 @@ class AcceptanceFlow(CallLegs):
         if not answered.done():
             # The expert left while the client's phone rang: stop ringing it.
             answered.cancel()
-            await client.hangup()
-            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
+            await self._hang_up(client)
+            await expert.destroyed(timeout=HANGUP_BUDGET)
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
             await self._end_attempt(client, "cancelled")
+            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
             return
         try:
             answered.result()
         except OriginateFailed as err:
             await self._attempt_failed(client, err)
-            await self._move(S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer")
             await expert.stop_moh()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
             await self._end_attempt(expert, "client_unreachable", choice="1")
+            await self._move(S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer")
             return
         await self._answered(client)
 
@@ -154,7 +157,7 @@ class AcceptanceFlow(CallLegs):
     async def _engine_gap(self, expert: Leg) -> None:
         log.warning("request.engine_gap")
         await self._say_sorry()
-        await expert.hangup()
+        await self._hang_up(expert)
         await self._end_attempt(expert, "interrupted")
         request_id = self.job.request_id
         await durably(
@@ -164,13 +167,14 @@ class AcceptanceFlow(CallLegs):
 
     async def _client_left(self, expert: Leg, client: Leg) -> None:
         """The client hung up after answering, before the bridge: lost, nobody blamed."""
-        await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
         await self._end_attempt(client, "hung_up_before_bridge")
         await expert.stop_moh()
         await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
         await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
+        await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
 
     async def _expert_left(self, expert: Leg, client: Leg) -> None:
+        await expert.destroyed(timeout=HANGUP_BUDGET)
         await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
         await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
         await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)

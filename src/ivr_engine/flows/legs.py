@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 BUSY_CAUSES = {17}  # Q.850 user busy
 INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" on a stop
+HANGUP_BUDGET = 5.0  # seconds for Asterisk to report a channel we hung up as destroyed
 
 
 class CallLegs:
@@ -89,11 +90,19 @@ class CallLegs:
         await durably(lambda: attempts.answered(self.pool, leg.id, at), "attempt answered")
 
     async def _say_and_hangup(self, leg: Leg, prompt: Prompt) -> None:
+        """Say goodbye, hang up, and return once Asterisk says the channel is gone."""
         try:
             await leg.play(self.media(prompt))
         except Hangup:
             pass
+        await self._hang_up(leg)
+
+    async def _hang_up(self, leg: Leg) -> None:
+        """Hang up and wait (bounded) for ChannelDestroyed: until then the phone is still
+        busy, so the request's final state, which lets the dispatcher ring this person for
+        the next request, is written only after this."""
         await leg.hangup()
+        await leg.destroyed(timeout=HANGUP_BUDGET)
 
     async def _attempt_failed(self, leg: Leg, err: OriginateFailed) -> None:
         self.ended.add(leg.id)
