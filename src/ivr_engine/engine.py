@@ -203,6 +203,7 @@ class Engine:
             await self.mailer.close()
         await self.telemetry.close()
         await self.ami.close()
+        await self.calls.close()
         await self.ari.close()
         if self._cel_pool is not None:
             await self._cel_pool.close()

@@ -124,6 +124,7 @@ class Flows:
         if self.hooks_run and not self.dead:
             await engines.stopped(self.pool, self.engine_id)
         await self.listener.close()
+        await self.calls.close()
         await self.ari.close()
 
     async def die(self) -> None:

@@ -3,6 +3,11 @@
 Ids are chosen by the caller (derived from database rows) before any request, so that
 events can be routed before the REST reply arrives and a retried originate is refused by
 Asterisk instead of ringing a phone twice.
+
+A channel entering the application that no leg owns is a call in only if the dialplan said
+so (``Stasis(app,inbound,<number>)``: args[0] == "inbound"). Anything else is an orphan: an
+originate whose reply never came (the engine gave up on it, the phone rang anyway and was
+answered), or a leg already given up. It is hung up, never answered as a call in.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class CallControl:
         self._bridge_waiters: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._inbound: InboundHandler | None = None
         self._plays = 0
+        self._hangups: set[asyncio.Task[None]] = set()  # orphans being hung up
         ari.on_event(self._route)
         ari.on_connected(self.resync)
 
@@ -81,6 +87,10 @@ class CallControl:
             raise OriginateFailed(channel_id, None, f"originate refused: {err.status}") from err
         except AriUnavailable as err:
             self.legs.pop(channel_id, None)
+            # The request may have reached Asterisk (only its reply was lost): a phone may be
+            # ringing for a call nobody will take. Hang it up; a StasisStart arriving later
+            # for it finds no leg and is hung up too.
+            self._hang_up_orphan(channel_id, "originate unanswered")
             raise OriginateFailed(channel_id, None, "originate refused: asterisk away") from err
         except BaseException:
             self.legs.pop(channel_id, None)
@@ -170,6 +180,32 @@ class CallControl:
         except AriNotFound:
             pass
 
+    async def close(self) -> None:
+        """Wait for the orphans' hang-ups still on their way (each bounded by ARI's timeout)."""
+        await asyncio.gather(*self._hangups, return_exceptions=True)
+
+    def _hang_up_orphan(self, channel_id: str, why: str) -> None:
+        log.warning("ari.orphan_hangup", channel_id=channel_id, why=why)
+        task = asyncio.create_task(self._hang_up(channel_id), name=f"orphan-{channel_id}")
+        self._hangups.add(task)
+        task.add_done_callback(self._hangups.discard)
+
+    async def _hang_up(self, channel_id: str) -> None:
+        try:
+            await self.ari.request("DELETE", f"/channels/{channel_id}")
+        except AriNotFound:
+            pass  # gone already, or never created
+        except (AriError, AriUnavailable) as err:
+            log.warning("ari.orphan_hangup_failed", channel_id=channel_id, error=str(err))
+
+    def _stranger(self, event: StasisStart, leg: Leg | None) -> None:
+        """A channel entered the application and no live leg takes it."""
+        if leg is None and event.args[:1] == ["inbound"] and self._inbound is not None:
+            self._inbound(event)
+            return
+        why = "leg already ended" if leg is not None else f"no leg, args {event.args}"
+        self._hang_up_orphan(event.channel.id, why)
+
     # -- events ------------------------------------------------------------------------
     def _route(self, event: Event) -> None:
         if isinstance(event, ChannelEnteredBridge):
@@ -180,9 +216,10 @@ class CallControl:
                 fut.set_result(None)
         channel_id = event.channel_id
         leg = self.legs.get(channel_id) if channel_id else None
+        if isinstance(event, StasisStart) and (leg is None or leg.is_gone):
+            self._stranger(event, leg)
+            return
         if leg is None:
-            if isinstance(event, StasisStart) and self._inbound is not None:
-                self._inbound(event)
             return
         if isinstance(event, StasisStart):
             leg._on_stasis_start(event.timestamp)
