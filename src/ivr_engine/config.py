@@ -83,7 +83,13 @@ class Settings(BaseSettings):
         "0694801744", description="the number experts call for their phone menu"
     )
     pin_max_failures: int = Field(3, ge=1, description="wrong PINs before the menu locks")
-    pin_lockout_minutes: int = Field(15, ge=1, description="how long a PIN lockout lasts")
+    pin_lockout_minutes: int = Field(15, ge=1, description="the first PIN lockout's length")
+    pin_lockout_max_hours: float = Field(
+        24.0, gt=0, description="each further lockout doubles, up to this"
+    )
+    pin_quiet_hours: float = Field(
+        24.0, gt=0, description="wrong PINs are forgotten after this long without one"
+    )
 
     # Restarts, crashes and several engines
     lease_seconds: float = Field(

@@ -112,25 +112,25 @@ async def test_pin_is_set_and_never_shown(site: Site) -> None:
     expert_id, page = await _open(site, "anna@example.org")
     await expect(page.locator("#pin-state")).to_contain_text("No PIN yet")
 
-    await page.locator("#f-pin").fill("4321")
-    await page.locator("#f-pin_again").fill("4321")
+    await page.locator("#f-pin").fill("432109")
+    await page.locator("#f-pin_again").fill("432109")
     await page.locator("#pin-submit").click()
 
     await expect(page.locator("#pin-section [role=status]")).to_have_text("PIN changed.")
     await expect(page.locator("#pin-state")).to_contain_text("A PIN is set")
     stored = await _column(site, expert_id, "pin_hash")
     assert isinstance(stored, str)
-    assert verify_pin("4321", stored)
-    assert "4321" not in await page.content()
+    assert verify_pin("432109", stored)
+    assert "432109" not in await page.content()
 
 
 @pytest.mark.parametrize(
     ("pin", "again", "field", "error"),
     [
-        ("1234", "1235", "pin_again", "different"),
-        ("12a4", "12a4", "pin", "4 to 8 digits"),
-        ("123", "123", "pin", "4 to 8 digits"),
-        ("123456789", "123456789", "pin", "4 to 8 digits"),
+        ("123456", "123457", "pin_again", "different"),
+        ("12a456", "12a456", "pin", "6 to 8 digits"),
+        ("4321", "4321", "pin", "6 to 8 digits"),
+        ("123456789", "123456789", "pin", "6 to 8 digits"),
     ],
 )
 async def test_a_bad_pin_is_refused(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 PLANNING = "0694801744"
 EXPERT = "+390600000141"
-PIN = "4321"
+PIN = "432109"
 
 StartHarness = Callable[..., Awaitable[Harness]]
 
@@ -145,8 +145,8 @@ async def test_status_then_change_pin(harness: StartHarness, phones: PhoneBook) 
     keys = _login(
         Keys("1", after_ms=1500),  # status and today's slots, interrupted by the next key
         Keys("9", after_ms=2500),
-        Keys("8642#", after_ms=1500, gap_ms=250),
-        Keys("8642#", after_ms=1500, gap_ms=250),
+        Keys("864213#", after_ms=1500, gap_ms=250),
+        Keys("864213#", after_ms=1500, gap_ms=250),
         # well inside the 28 s main menu that follows "done", however slow the machine
         Keys("#", after_ms=6000),
     )
@@ -156,9 +156,9 @@ async def test_status_then_change_pin(harness: StartHarness, phones: PhoneBook) 
     assert "BYE" in (await caller.finished(120)).received
     now = datetime.now(_UTC)
     lock = timedelta(minutes=15)
-    assert await try_pin(h.pool, expert_id, "", "8642", now=now, max_failures=3, lockout=lock) is (
-        PinOutcome.OK
-    )
+    assert await try_pin(
+        h.pool, expert_id, "", "864213", now=now, max_failures=3, lockout=lock
+    ) is (PinOutcome.OK)
     assert await try_pin(h.pool, expert_id, "", PIN, now=now, max_failures=3, lockout=lock) is (
         PinOutcome.WRONG
     )

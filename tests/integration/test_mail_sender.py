@@ -369,6 +369,25 @@ async def test_bad_payload_fails_at_once(
     assert server.inbox.received == []
 
 
+async def test_a_message_that_cannot_be_built_fails_at_once_with_the_reason(
+    pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
+) -> None:
+    """A client alias with a line break (stored before aliases were checked) would forge a
+    header: the email is never built, and it is not retried eight times either."""
+    server = await smtp().start()
+    sender = senders(server.port, max_attempts=8)
+    forged = {**EARNINGS, "client_alias": "Marco\r\nBcc: everyone@example.org"}
+    row = await add_row(pool, "consultation_earnings", forged)
+    fine = await add_row(pool, "consultation_earnings", EARNINGS)
+    await sender.flush(5)
+    state = await row_state(pool, row)
+    assert state["failed_at"] is not None and state["attempts"] == 1
+    assert "control characters (U+000A, U+000D)" in state["last_error"]
+    (delivered,) = await server.inbox.wait_for(1)
+    assert (await row_state(pool, fine))["sent_at"] is not None
+    assert "Bcc" not in delivered and delivered["To"] == "anna@example.org"
+
+
 async def test_close_as_the_server_accepts_never_hangs(
     pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
 ) -> None:

@@ -263,3 +263,20 @@ def test_client_message_without_text_is_refused() -> None:
     payload = {k: v for k, v in MESSAGE.items() if k != "message"}
     with pytest.raises(TemplateError, match="no 'message'"):
         render("client_message", "en", payload, solicit_url=None)
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "phrases"),
+    [
+        ("en", "Your phone menu is locked after wrong PINs", ["3 wrong PINs", "at least 6"]),
+        ("it", "Il tuo menu telefonico è bloccato dopo PIN errati", ["3 PIN errati", "almeno 6"]),
+    ],
+)
+def test_pin_locked_tells_the_expert_until_when_and_what_to_do(
+    language: str, subject: str, phrases: list[str]
+) -> None:
+    payload = {"expert_alias": "Anna", "wrong_pins": 3, "locked_until": "2026-11-23T20:15:00+00:00"}
+    got_subject, body = render("expert_pin_locked", language, payload, solicit_url=None)
+    assert got_subject == subject
+    assert "Anna" in body and "20:15:00 UTC" in body
+    assert all(p in body.replace("\n", " ") for p in phrases), body

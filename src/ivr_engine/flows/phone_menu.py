@@ -114,6 +114,8 @@ class PhoneMenu:
                 now=datetime.now(UTC),
                 max_failures=s.pin_max_failures,
                 lockout=timedelta(minutes=s.pin_lockout_minutes),
+                max_lockout=timedelta(hours=s.pin_lockout_max_hours),
+                quiet=timedelta(hours=s.pin_quiet_hours),
             )
             if outcome is pins.PinOutcome.OK:
                 return True

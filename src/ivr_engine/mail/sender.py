@@ -19,7 +19,8 @@ recognisable duplicate is better than a lost earnings notice.
 Failures. The error is kept in ``last_error`` and the row waits
 ``min(cap, base * 2**(attempts - 1))``; after ``max_attempts`` it gets ``failed_at`` and an
 error is logged. A row that can never be sent (no valid address, unknown kind, payload
-missing a field) fails at once.
+missing a field, a subject with a line break, anything else that stops the message from
+being built) fails at once, the reason in ``last_error``.
 
 Waking: ``poke()`` when a row is written (the engine subscribes it to ``ivr_outbox``), else
 at the earliest ``next_try_at`` (computed by PostgreSQL, so the two clocks never disagree),
@@ -42,6 +43,7 @@ import aiosmtplib
 import asyncpg
 import structlog
 
+from ivr_engine.domain.text import control_characters
 from ivr_engine.errors import MailError, TemplateError, Undeliverable
 from ivr_engine.mail.config import OutboxConfig, backoff_delay, smtp_options
 from ivr_engine.mail.links import sign_solicit, solicit_url
@@ -196,8 +198,11 @@ class OutboxSender:
             await _finish(self._failed(row, str(err), permanent=True))
             return
         except Exception as err:
+            # Building a message reads only the row: what fails now fails at every try
+            # (a header the email package refuses, a bug). Give up at once, with the reason.
             log.exception("outbox.compose_crashed")
-            await _finish(self._failed(row, f"{type(err).__name__}: {err}"))
+            reason = f"the message cannot be built: {type(err).__name__}: {err}"
+            await _finish(self._failed(row, reason, permanent=True))
             return
         try:
             client = await self._transmit(message, recipient)
@@ -236,6 +241,8 @@ class OutboxSender:
         message = EmailMessage()
         message["From"] = self.config.mail_from
         message["To"] = row.to_address
+        if found := control_characters(subject):  # a name from before names were checked
+            raise TemplateError(f"the subject holds control characters ({', '.join(found)})")
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
         message["Message-ID"] = f"<outbox-{row.id}@{self._domain}>"

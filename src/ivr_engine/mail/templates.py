@@ -218,10 +218,22 @@ def _quote(line: str) -> str:
     )
 
 
+def _pin_locked(
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    body = lang.text["pin_locked.body"].format(
+        expert=p.text("expert_alias"),
+        wrong=p.text("wrong_pins"),
+        until=when(lang, p.moment("locked_until")),
+    )
+    return lang.text["pin_locked.subject"], _wrap(body)
+
+
 _RENDERERS: dict[str, Renderer] = {
     "client_message": _message,
     "client_request_refused": _refused,
     "consultation_earnings": _earnings,
     "expert_missed_call": _missed,
     "expert_missed_request_lost": _lost,
+    "expert_pin_locked": _pin_locked,
 }

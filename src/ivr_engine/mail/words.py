@@ -77,6 +77,12 @@ EN = Language(
         "message.intro": "Hello {client},\n\n{expert} has written to you:",
         "message.outro": "Please do not reply to this email: {expert} cannot read replies."
         " To talk to {expert}, ask for a consultation.",
+        "pin_locked.subject": "Your phone menu is locked after wrong PINs",
+        "pin_locked.body": "Hello {expert},\n\n{wrong} wrong PINs in a row were typed at"
+        " the phone menu for your account, so it is locked until {until}.\n\nIf it was not"
+        " you, someone is trying to guess your PIN: set a new one in the control panel (My"
+        " consultation types), which also unlocks the menu at once. Choose at least 6"
+        " digits, not a date or a repeated digit.",
     },
 )
 
@@ -139,6 +145,13 @@ IT = Language(
         "message.intro": "Ciao {client},\n\n{expert} ti ha scritto:",
         "message.outro": "Non rispondere a questa email: {expert} non può leggere le"
         " risposte. Per parlare con {expert}, richiedi un consulto.",
+        "pin_locked.subject": "Il tuo menu telefonico è bloccato dopo PIN errati",
+        "pin_locked.body": "Ciao {expert},\n\nsono stati digitati {wrong} PIN errati di"
+        " seguito nel menu telefonico del tuo account, che resta bloccato fino al"
+        " {until}.\n\nSe non sei stato tu, qualcuno sta cercando di indovinare il tuo PIN:"
+        " impostane uno nuovo nel pannello di controllo (Le mie tipologie di consulto), che"
+        " sblocca subito anche il menu. Scegli almeno 6 cifre, non una data né una cifra"
+        " ripetuta.",
     },
 )
 

@@ -1,8 +1,12 @@
 """PIN checks with lockouts, for the phone menu. The PIN itself is never stored or logged.
 
-Wrong PINs are counted per expert and per calling number; when either count reaches the
-limit, the menu is locked for it for a while and the lockout is recorded. While locked the
-PIN is not even checked, and the caller is told exactly what a wrong PIN is told.
+Wrong PINs are counted per expert and per calling number (which a caller can forge, so the
+expert's count is the one that matters); when either reaches the limit, the menu is locked
+for it, each lockout longer than the last, and the counts are forgotten after a quiet
+period (the rules: domain/pin.py, ``PinThrottle``). While locked the PIN is not even
+checked, and the caller is told exactly what a wrong PIN is told. When an expert's menu
+locks, the expert is emailed: someone may be guessing, and setting a new PIN (panel, API)
+unlocks it.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from ivr_engine.domain.pin import hash_pin, verify_pin
+from ivr_engine.domain.pin import PinThrottle, Strikes, hash_pin, verify_pin
 from ivr_engine.errors import NotFound
+from ivr_engine.store import outbox
 
 
 class PinOutcome(enum.Enum):
@@ -24,14 +29,18 @@ class PinOutcome(enum.Enum):
 
 
 async def set_pin(pool: asyncpg.Pool, expert_id: int, pin: str) -> None:
+    """A new PIN (6 to 8 digits); it also lifts a lockout of the expert's phone menu."""
     encoded = await asyncio.to_thread(hash_pin, pin)  # scrypt is slow on purpose
-    if (
-        await pool.fetchval(
-            "UPDATE experts SET pin_hash = $2 WHERE id = $1 RETURNING id", expert_id, encoded
+    async with pool.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            "UPDATE experts SET pin_hash = $2, pin_digits = $3 WHERE id = $1 RETURNING id",
+            expert_id,
+            encoded,
+            len(pin),
         )
-        is None
-    ):
-        raise NotFound(f"expert {expert_id} does not exist")
+        if done is None:
+            raise NotFound(f"expert {expert_id} does not exist")
+        await conn.execute("DELETE FROM pin_failures WHERE key = $1", f"expert:{expert_id}")
 
 
 async def try_pin(
@@ -43,7 +52,10 @@ async def try_pin(
     now: datetime,
     max_failures: int,
     lockout: timedelta,
+    max_lockout: timedelta = timedelta(hours=24),
+    quiet: timedelta = timedelta(hours=24),
 ) -> PinOutcome:
+    throttle = PinThrottle(max_failures, lockout, max_lockout, quiet)
     keys = [f"caller:{caller}"] if caller else []
     if expert_id is not None:
         keys.append(f"expert:{expert_id}")
@@ -53,45 +65,73 @@ async def try_pin(
             [(k,) for k in keys],
         )
         rows = await conn.fetch(
-            "SELECT key, failures, locked_until FROM pin_failures WHERE key = ANY($1::text[])"
-            " ORDER BY key FOR UPDATE",
+            "SELECT key, failures, lockouts, locked_until, last_failure_at FROM pin_failures"
+            " WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE",
             keys,
         )
-        if any(r["locked_until"] is not None and r["locked_until"] > now for r in rows):
+        strikes = {
+            r["key"]: Strikes(r["failures"], r["lockouts"], r["locked_until"], r["last_failure_at"])
+            for r in rows
+        }
+        if any(throttle.locked(s, now) for s in strikes.values()):
             return PinOutcome.LOCKED
-        encoded = None
+        expert = None
         if expert_id is not None:
-            encoded = await conn.fetchval("SELECT pin_hash FROM experts WHERE id = $1", expert_id)
-        if encoded and await asyncio.to_thread(verify_pin, pin, encoded):
+            expert = await conn.fetchrow(
+                "SELECT pin_hash, alias, email, language FROM experts WHERE id = $1", expert_id
+            )
+        if (
+            expert
+            and expert["pin_hash"]
+            and await asyncio.to_thread(verify_pin, pin, expert["pin_hash"])
+        ):
             await conn.execute(
-                "UPDATE pin_failures SET failures = 0, locked_until = NULL, updated_at = $2"
-                " WHERE key = ANY($1::text[])",
+                "UPDATE pin_failures SET failures = 0, lockouts = 0, locked_until = NULL,"
+                " updated_at = $2 WHERE key = ANY($1::text[])",
                 keys,
                 now,
+            )
+            # Now that the length is known: a PIN of fewer than 6 digits is shown as weak.
+            await conn.execute(
+                "UPDATE experts SET pin_digits = $2 WHERE id = $1", expert_id, len(pin)
             )
             return PinOutcome.OK
-        locked = await conn.fetch(
-            "UPDATE pin_failures SET failures = failures + 1, updated_at = $2,"
-            " locked_until = CASE WHEN failures + 1 >= $3 THEN $4::timestamptz ELSE NULL END"
-            " WHERE key = ANY($1::text[]) RETURNING key, locked_until",
-            keys,
-            now,
-            max_failures,
-            now + lockout,
-        )
-        if any(r["locked_until"] is not None for r in locked):
+        locked: dict[str, datetime] = {}
+        for key, before in strikes.items():
+            after = throttle.failed(before, now)
             await conn.execute(
-                "UPDATE pin_failures SET failures = 0 WHERE key = ANY($1::text[])"
-                " AND locked_until IS NOT NULL",
-                keys,
-            )
-            await conn.execute(
-                "INSERT INTO pin_lockouts (expert_id, caller, locked_at, locked_until)"
-                " VALUES ($1, $2, $3, $4)",
-                expert_id,
-                caller,
+                "UPDATE pin_failures SET failures = $2, lockouts = $3, locked_until = $4,"
+                " last_failure_at = $5, updated_at = $5 WHERE key = $1",
+                key,
+                after.failures,
+                after.lockouts,
+                after.locked_until,
                 now,
-                now + lockout,
             )
-            return PinOutcome.LOCKED
-        return PinOutcome.WRONG
+            if after.locked_until is not None and throttle.locked(after, now):
+                locked[key] = after.locked_until
+        if not locked:
+            return PinOutcome.WRONG
+        until = max(locked.values())
+        await conn.execute(
+            "INSERT INTO pin_lockouts (expert_id, caller, locked_at, locked_until)"
+            " VALUES ($1, $2, $3, $4)",
+            expert_id,
+            caller,
+            now,
+            until,
+        )
+        mine = f"expert:{expert_id}"
+        if mine in locked and expert is not None and expert["email"]:
+            await outbox.queue(
+                conn,
+                "expert_pin_locked",
+                to=expert["email"],
+                language=expert["language"],
+                payload={
+                    "expert_alias": expert["alias"],
+                    "locked_until": locked[mine].isoformat(),
+                    "wrong_pins": max_failures,
+                },
+            )
+        return PinOutcome.LOCKED

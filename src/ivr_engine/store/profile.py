@@ -6,6 +6,7 @@ The PIN is in store/pins.py, the availability in store/planning.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
@@ -21,12 +22,16 @@ class Profile:
     language: str
     email: str
     has_pin: bool
+    pin_digits: int | None = None  # None: not known (set before lengths were kept)
+    pin_locked_until: datetime | None = None  # the phone menu's lockout, if any
 
 
 async def load(pool: asyncpg.Pool, expert_id: int) -> Profile:
     row = await pool.fetchrow(
-        "SELECT phone, rate_per_minute, category, language, email, pin_hash IS NOT NULL AS has_pin"
-        " FROM experts WHERE id = $1",
+        "SELECT phone, rate_per_minute, category, language, email, pin_digits,"
+        " pin_hash IS NOT NULL AS has_pin, (SELECT locked_until FROM pin_failures"
+        "  WHERE key = 'expert:' || e.id AND locked_until > now()) AS pin_locked_until"
+        " FROM experts e WHERE id = $1",
         expert_id,
     )
     if row is None:
@@ -38,6 +43,8 @@ async def load(pool: asyncpg.Pool, expert_id: int) -> Profile:
         language=row["language"],
         email=row["email"],
         has_pin=row["has_pin"],
+        pin_digits=row["pin_digits"],
+        pin_locked_until=row["pin_locked_until"],
     )
 
 

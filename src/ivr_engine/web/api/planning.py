@@ -8,7 +8,7 @@ DELETE /api/v1/experts/{id}/planning/days/{date}    back to the weekly slots
 POST   /api/v1/experts/{id}/pause                   {"minutes": 20} (default IVR_PAUSE_MINUTES)
 DELETE /api/v1/experts/{id}/pause                   return available
 PUT    /api/v1/experts/{id}/channels                {"phone": true, "chat": false, "video": true}
-PUT    /api/v1/experts/{id}/pin                     {"pin": "4321"}: the phone menu PIN
+PUT    /api/v1/experts/{id}/pin                     {"pin": "482913"}: the phone menu PIN
 POST   /api/v1/experts/{id}/requests/refuse-waiting  refuse all waiting, offer an appointment
 """
 
@@ -45,7 +45,7 @@ class PauseBody(BaseModel):
 
 class PinBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    pin: str = Field(pattern=r"^[0-9]{4,8}$", description="4 to 8 digits")
+    pin: str = Field(pattern=r"^[0-9]{6,8}$", description="6 to 8 digits")
 
 
 class ChannelsBody(BaseModel):

@@ -8,6 +8,7 @@ it is computed by the same `make_tariff` as the call flow, never by a copy of it
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp import web
 from ivr_engine.config import Settings
 from ivr_engine.domain.money import HALVED, WAIVED, Tariff
 from ivr_engine.domain.numbers import DialPolicy
-from ivr_engine.domain.pin import PIN_FORMAT
+from ivr_engine.domain.pin import MIN_DIGITS, PIN_FORMAT
 from ivr_engine.store import pins
 from ivr_engine.store import profile as store
 from ivr_engine.store.profile import Profile
@@ -102,6 +103,15 @@ async def _render(
         },
         errors=errors or {},
         saved=saved if saved in _SAVED else "",
+        pin_min_digits=MIN_DIGITS,
+        pin_locked_until=_local(me.pin_locked_until, me.language) if me.pin_locked_until else "",
+    )
+
+
+def _local(moment: datetime, lang: str) -> str:
+    """A time as the page shows it: the server's UTC, to the minute."""
+    return moment.astimezone(UTC).strftime(
+        "%d/%m/%Y %H:%M UTC" if lang == "it" else "%Y-%m-%d %H:%M UTC"
     )
 
 
@@ -197,10 +207,14 @@ i18n.register(
         "profile.pin.set": "A PIN is set. Type a new one to change it.",
         "profile.pin.unset": "No PIN yet: set one to use the phone menu.",
         "profile.pin.label": "New PIN",
-        "profile.pin.hint": "4 to 8 digits.",
+        "profile.pin.hint": "6 to 8 digits.",
+        "profile.pin.weak": "Your PIN has only {n} digits: choose a new one of at least {min},"
+        " it is much harder to guess.",
+        "profile.pin.locked": "The phone menu is locked after wrong PINs until {until}."
+        " Setting a new PIN unlocks it now.",
         "profile.pin.again": "New PIN again",
         "profile.pin.submit": "Change PIN",
-        "profile.pin.format": "A PIN is 4 to 8 digits.",
+        "profile.pin.format": "A PIN is 6 to 8 digits.",
         "profile.pin.mismatch": "The two PINs are different.",
         "profile.saved.phone": "Number saved.",
         "profile.saved.rate": "Rate saved.",
@@ -247,10 +261,14 @@ i18n.register(
         "profile.pin.set": "Hai già un PIN. Scrivine uno nuovo per cambiarlo.",
         "profile.pin.unset": "Non hai ancora un PIN: impostalo per usare il menu telefonico.",
         "profile.pin.label": "Nuovo PIN",
-        "profile.pin.hint": "Da 4 a 8 cifre.",
+        "profile.pin.hint": "Da 6 a 8 cifre.",
+        "profile.pin.weak": "Il tuo PIN ha solo {n} cifre: scegline uno nuovo di almeno"
+        " {min}, è molto più difficile da indovinare.",
+        "profile.pin.locked": "Il menu telefonico è bloccato dopo PIN errati fino al"
+        " {until}. Impostando un nuovo PIN si sblocca subito.",
         "profile.pin.again": "Ripeti il nuovo PIN",
         "profile.pin.submit": "Cambia il PIN",
-        "profile.pin.format": "Il PIN è composto da 4 a 8 cifre.",
+        "profile.pin.format": "Il PIN è composto da 6 a 8 cifre.",
         "profile.pin.mismatch": "I due PIN non coincidono.",
         "profile.saved.phone": "Numero salvato.",
         "profile.saved.rate": "Tariffa salvata.",
