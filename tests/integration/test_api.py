@@ -178,3 +178,56 @@ async def test_consultations_api_validates_and_404s(api: Any) -> None:
     assert status == 200 and reply == {"items": [], "next_before_id": None}
     status, reply = await _call(http, "GET", f"{base}/api/v1/consultations/77")
     assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("112", "emergency"),
+        ("+39113", "emergency"),
+        ("1254", "short"),
+        ("+39899123456", "type"),  # premium rate
+        ("+39848123456", "type"),  # shared cost
+        ("+881612345678", "country"),  # a satellite phone
+        ("+390611", "invalid"),
+    ],
+)
+async def test_numbers_nobody_may_dial_get_422_with_the_reason(
+    api: Any, number: str, reason: str
+) -> None:
+    engine, http, base = api
+    expert = await people.create_expert(engine.pool, alias="A", phone="+39060001", rate=Decimal(1))
+    status, body = await _call(
+        http, "POST", f"{base}/api/v1/experts/{expert}/requests", json={"client_phone": number}
+    )
+    assert (status, body["reason"]) == (422, reason), body
+    assert body["error"].startswith("client_phone: ")
+    status, body = await _call(
+        http,
+        "POST",
+        f"{base}/api/v1/experts",
+        json={"alias": "B", "phone": number, "rate_per_minute": "1.50"},
+    )
+    assert (status, body["reason"]) == (422, reason), body
+    assert await engine.pool.fetchval("SELECT count(*) FROM requests") == 0
+    assert await engine.pool.fetchval("SELECT count(*) FROM clients") == 0
+
+
+async def test_numbers_are_stored_in_e164(api: Any) -> None:
+    engine, http, base = api
+    status, made = await _call(
+        http,
+        "POST",
+        f"{base}/api/v1/experts",
+        json={"alias": "A", "phone": "0612345678", "rate_per_minute": "1.50"},
+    )
+    assert status == 201
+    status, _ = await _call(
+        http,
+        "POST",
+        f"{base}/api/v1/experts/{made['id']}/requests",
+        json={"client_phone": "00393331234567"},
+    )
+    assert status == 201
+    assert await engine.pool.fetchval("SELECT phone FROM experts") == "+390612345678"
+    assert await engine.pool.fetchval("SELECT phone FROM clients") == "+393331234567"
