@@ -16,13 +16,14 @@ from ivr_engine.errors import Conflict
 from ivr_engine.store import admin as store
 from ivr_engine.store.accounts import MIN_PASSWORD
 from ivr_engine.web.deps import DEPS
+from ivr_engine.web.http import EMAIL
 from ivr_engine.web.panel.fields import parse_id, phone_problem, rate_problem, show_rate
 from ivr_engine.web.panel.render import money, page, problem, redirect, text
 from ivr_engine.web.panel.session import LANG
 
 CATEGORIES = ("general", CARTOMANCY, "legal", "travel", "technical")
 LANGUAGES = ("en", "it")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_EMAIL = re.compile(EMAIL)  # the API's rule: one address, nothing a header could split
 
 
 def _line(request: web.Request, phone: str) -> str:
