@@ -52,6 +52,13 @@ async def consultation(
     bill = compute_bill(tariff, seconds) if seconds is not None else None
     end = start + timedelta(seconds=seconds) if seconds is not None else None
     async with site.pool.acquire() as conn, conn.transaction():
+        if bill is None:  # a client is in an expert's list once at most (migration 0010)
+            await conn.execute(
+                "UPDATE requests SET state = 'lost' WHERE expert_id = $1 AND client_id = $2"
+                " AND state = 'waiting'",
+                expert_id,
+                client_id,
+            )
         request_id = await conn.fetchval(
             "INSERT INTO requests (expert_id, client_id, state, ended_at)"
             " VALUES ($1, $2, $3, $4) RETURNING id",
