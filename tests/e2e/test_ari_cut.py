@@ -68,7 +68,7 @@ async def test_a_cut_during_the_offer_does_not_blame_the_expert(
 ) -> None:
     # Two calls: on the first the key falls in the gap, on the second it is heard.
     expert_phone = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=2500), calls=2)
-    await phones.phone(CLIENT, answer(hangup_after_ms=3000))
+    await phones.phone(CLIENT, answer(hangup_after_ms=8000))
     h = await harness(ari_url=through(proxy, sandbox), digit_timeout=3)
     request_id = await h.request(await h.expert(EXPERT), CLIENT)
     await expert_phone.wait_received("INVITE", timeout=10)
