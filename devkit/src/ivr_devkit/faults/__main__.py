@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ivr_devkit.faults.run import Options, run
 from ivr_devkit.sandbox import Sandbox
+from ivr_engine import log
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         max_minutes=args.max_minutes,
         pairs=args.pairs,
         hangup_after=args.hangup_after,
-        workdir=args.workdir or Path.cwd() / "build" / "faults" / stamp,
+        workdir=(args.workdir or Path("build") / "faults" / stamp).resolve(),
     )
+    log.configure("console", "warning")  # this process's own store calls: only trouble
     box = Sandbox()
     box.cache_dir.mkdir(parents=True, exist_ok=True)
     # The lock of the end-to-end tests: one user of the sandbox at a time.

@@ -11,6 +11,7 @@ outages.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ from ivr_engine.store.retry import TRANSIENT
 
 T = TypeVar("T")
 FINAL = ("completed", "refused", "lost", "client_unreachable", "failed")
+STAGGER = 2.5  # seconds between the first requests of two pairs: not all in one phase
+PAUSE = (0.0, 3.0)  # seconds a pair waits before its next request
 POLL = 0.5  # seconds between two looks at a request's state
 RETRY = 0.5  # seconds before an API call or a read is tried again
 MAX_REFUSALS = 20  # 4xx answers in a row to one placement before the driver gives up
@@ -56,12 +59,14 @@ class Load:
         pairs: list[Pair],
         target: int,
         elapsed: Callable[[], float],
+        rng: random.Random,
     ) -> None:
         self.engines = engines
         self.pool = pool
         self.token = token
         self.pairs = pairs
         self.elapsed = elapsed
+        self.rng = rng
         self.offers: list[Offer] = []
         self._left = target
         self.offering = True  # cleared for the quiet end: no new request
@@ -100,7 +105,12 @@ class Load:
 
     async def _pair(self, pair: Pair) -> None:
         last = 0
-        while self.offering and self._left > 0 and not self.stopped.is_set():
+        pause = (pair.index - 1) * STAGGER
+        while not self.stopped.is_set():
+            await asyncio.sleep(pause)
+            pause = self.rng.uniform(*PAUSE)
+            if not self.offering or self._left <= 0:
+                return
             self._left -= 1
             request_id = await self._place(pair, last)
             if request_id is None:

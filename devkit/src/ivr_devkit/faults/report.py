@@ -98,6 +98,14 @@ class Report:
     def exit_code(self) -> int:
         return 0 if not (self.dropped or self.wrong_bills or self.lost) else 1
 
+    def _bill_range(self) -> str:
+        diffs = [
+            v.billed - v.observed
+            for v in self.verdicts
+            if v.billed is not None and v.observed is not None
+        ]
+        return f"{min(diffs):+.2f} s / {max(diffs):+.2f} s" if diffs else "-"
+
     def render(self) -> str:
         kinds = Counter(f.kind for f in self.faults)
         ended = Counter(v.ended_by or "(not ended)" for v in self.verdicts)
@@ -107,6 +115,7 @@ class Report:
             ("dropped by a fault", str(len(self.dropped))),
             ("bills off by more than 1 s", str(len(self.wrong_bills))),
             ("requests lost (not completed)", str(len(self.lost))),
+            ("billed - observed, min / max", self._bill_range()),
             ("consultations by ended_by", _counts(ended)),
             ("requests by final state", _counts(self.states)),
             ("earnings emails queued / sent", f"{self.emails[0]} / {self.emails[1]}"),

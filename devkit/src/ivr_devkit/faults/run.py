@@ -98,7 +98,8 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
             return time.monotonic() - began
 
         injector = Injector(random.Random(opts.seed), engines, cluster, elapsed, say)
-        async with Load(engines, pool, token, pairs, opts.consultations, elapsed) as load:
+        pacing = random.Random(opts.seed + 1)
+        async with Load(engines, pool, token, pairs, opts.consultations, elapsed, pacing) as load:
             await load.create_experts()
             say(f"load: {opts.consultations} consultations, {len(pairs)} pairs, seed {opts.seed}")
             await _drive(load, injector, opts.max_minutes * 60, elapsed)
