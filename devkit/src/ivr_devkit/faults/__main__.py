@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import logging
 import random
 import sys
 import time
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=(args.workdir or Path("build") / "faults" / stamp).resolve(),
     )
     log.configure("console", "warning")  # this process's own store calls: only trouble
+    logging.getLogger("asyncpg").setLevel(logging.CRITICAL)  # its pool, during the outages
     box = Sandbox()
     box.cache_dir.mkdir(parents=True, exist_ok=True)
     # The lock of the end-to-end tests: one user of the sandbox at a time.

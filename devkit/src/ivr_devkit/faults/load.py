@@ -28,6 +28,9 @@ STAGGER = 2.5  # seconds between the first requests of two pairs: not all in one
 PAUSE = (0.0, 3.0)  # seconds a pair waits before its next request
 POLL = 0.5  # seconds between two looks at a request's state
 RETRY = 0.5  # seconds before an API call or a read is tried again
+# After a PostgreSQL restart asyncpg 0.32 may also raise InternalClientError ("cannot switch
+# to state 12; another operation is in progress") on a pooled connection: read again.
+READ_AGAIN: tuple[type[BaseException], ...] = (*TRANSIENT, asyncpg.InternalClientError)
 MAX_REFUSALS = 20  # 4xx answers in a row to one placement before the driver gives up
 
 
@@ -167,7 +170,7 @@ class Load:
         while True:
             try:
                 return await query()
-            except TRANSIENT:
+            except READ_AGAIN:
                 await asyncio.sleep(RETRY)
 
     async def _request(self, method: str, path: str, body: Any) -> tuple[int, Any]:

@@ -128,7 +128,7 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
             report.notes.append(f"the observer reconnected {observer.connections - 1} times")
         print()
         print(report.render())
-        print(f"\nengine logs: {opts.workdir}/engine-*.log")
+        print(f"\nengine logs: {opts.workdir}/engine-*.log; the tables: {opts.workdir}/db/")
         return report.exit_code
     finally:
         if injector is not None:
@@ -145,6 +145,8 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
         with contextlib.suppress(Exception):
             smtp.stop()
         if pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_dump(pool, opts.workdir), 30)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pool.close(), 10)
         await asyncio.to_thread(cluster.stop)
@@ -226,6 +228,19 @@ async def _emails(pool: asyncpg.Pool) -> tuple[int, int]:
         " WHERE kind = 'consultation_earnings'"
     )
     return (int(row["queued"]), int(row["sent"])) if row else (0, 0)
+
+
+DUMPED = ("requests", "request_events", "call_attempts", "consultations", "engines")
+
+
+async def _dump(pool: asyncpg.Pool, workdir: Path) -> None:
+    """The run's tables as CSV, for a post-mortem once the cluster is gone."""
+    (workdir / "db").mkdir(exist_ok=True)
+    for table in DUMPED:
+        with (workdir / "db" / f"{table}.csv").open("wb") as out:
+            await pool.copy_from_query(
+                f"SELECT * FROM {table} ORDER BY 1", output=out, format="csv", header=True
+            )
 
 
 async def _hang_up_leftovers(info: SandboxInfo) -> None:
