@@ -120,6 +120,10 @@ class Engines:
     def base(self) -> str:
         return self.current.base
 
+    def alive(self) -> set[int]:
+        """The PIDs of the engines running now."""
+        return {e.pid for e in self.started if e.running and e.pid is not None}
+
     async def start_new(self, tries: int = 3) -> EngineProcess:
         """A new engine, healthy; a start that fails is retried (and left in the logs)."""
         error: EngineError | None = None

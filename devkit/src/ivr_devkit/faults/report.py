@@ -80,6 +80,8 @@ class Report:
     faults: list[Fault]
     surprises: list[str]
     emails: tuple[int, int]  # earnings emails queued, sent
+    began: datetime  # when the load began (the faults' times count from it)
+    lease_lapses: list[str] = field(default_factory=list)  # live engines that looked dead
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -97,6 +99,15 @@ class Report:
     @property
     def exit_code(self) -> int:
         return 0 if not (self.dropped or self.wrong_bills or self.lost) else 1
+
+    def _explained(self, verdict: Verdict) -> str:
+        """The verdict's line, with the last fault before its bridge ended."""
+        ended = (verdict.bridge_start - self.began).total_seconds() + (verdict.observed or 0)
+        before = [f for f in self.faults if f.at <= ended]
+        if not before:
+            return verdict.line()
+        fault = before[-1]
+        return f"{verdict.line()}; last fault before its end: [{clock(fault.at)}] {fault.kind}"
 
     def _bill_range(self) -> str:
         diffs = [
@@ -120,6 +131,7 @@ class Report:
             ("requests by final state", _counts(self.states)),
             ("earnings emails queued / sent", f"{self.emails[0]} / {self.emails[1]}"),
             ("faults injected", f"{len(self.faults)} ({_counts(kinds)})"),
+            ("live engines whose lease lapsed", str(len(self.lease_lapses))),
         ]
         width = max(len(name) for name, _ in rows)
         title = (
@@ -134,9 +146,10 @@ class Report:
             f"  [{clock(f.at)}] {f.kind}: {f.detail}; whole in {f.took:.1f} s" for f in self.faults
         ]
         sections = [
-            ("dropped", [v.line() for v in self.dropped]),
-            ("bills off by more than 1 s", [v.line() for v in self.wrong_bills]),
+            ("dropped", [self._explained(v) for v in self.dropped]),
+            ("bills off by more than 1 s", [self._explained(v) for v in self.wrong_bills]),
             ("lost", self.lost),
+            ("live engines whose lease lapsed (outside PostgreSQL restarts)", self.lease_lapses),
             ("surprises", self.surprises),
             ("notes", self.notes),
         ]

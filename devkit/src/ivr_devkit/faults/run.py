@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiosmtpd.controller import Controller
 
 from ivr_devkit.faults.engines import Engines, free_tcp_port
 from ivr_devkit.faults.injector import Injector, clock
+from ivr_devkit.faults.leases import LeaseWatch
 from ivr_devkit.faults.load import Load, Pair
 from ivr_devkit.faults.observer import BridgeObserver
 from ivr_devkit.faults.report import Report, judge
@@ -31,10 +33,11 @@ from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.store import connect_pool, migrate
 
 DATABASE = "ivr_faults"
+LEASE = 3.0  # IVR_LEASE_SECONDS of the engines
 QUIET = 60.0  # seconds at the end with no new request and no fault: what is in flight ends
 PROGRESS_EVERY = 30.0
 ENGINE_ENV = {
-    "IVR_LEASE_SECONDS": "3",
+    "IVR_LEASE_SECONDS": str(LEASE),
     "IVR_DRAIN_SECONDS": "5",
     "IVR_RING_TIMEOUT": "8",
     "IVR_DIGIT_TIMEOUT": "4",
@@ -92,40 +95,22 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
         }
         engines = Engines(env, opts.workdir)
         await engines.start_new()
-        began = time.monotonic()
+        began, began_at = time.monotonic(), datetime.now(UTC)
 
         def elapsed() -> float:
             return time.monotonic() - began
 
         injector = Injector(random.Random(opts.seed), engines, cluster, elapsed, say)
         pacing = random.Random(opts.seed + 1)
+        leases = LeaseWatch(pool, LEASE, elapsed, engines.alive)
         async with Load(engines, pool, token, pairs, opts.consultations, elapsed, pacing) as load:
             await load.create_experts()
             say(f"load: {opts.consultations} consultations, {len(pairs)} pairs, seed {opts.seed}")
-            await _drive(load, injector, opts.max_minutes * 60, elapsed)
+            await _drive(load, injector, leases, opts.max_minutes * 60, elapsed)
             minutes = elapsed() / 60
-        states, verdicts, lost = await judge(
-            pool, [o.request_id for o in load.offers], observer, opts.hangup_after
+        report = await _report(
+            opts, pool, load, injector, observer, leases, engines, began_at, minutes
         )
-        report = Report(
-            offered=len(load.offers),
-            pairs=len(pairs),
-            seed=opts.seed,
-            minutes=minutes,
-            states=states,
-            verdicts=verdicts,
-            lost=lost,
-            faults=injector.faults,
-            surprises=injector.surprises,
-            emails=await _emails(pool),
-        )
-        report.notes += [
-            f"the observer did not see the bridge: {v.line()}"
-            for v in verdicts
-            if v.observed is None
-        ]
-        if observer.connections > 1:
-            report.notes.append(f"the observer reconnected {observer.connections - 1} times")
         print()
         print(report.render())
         print(f"\nengine logs: {opts.workdir}/engine-*.log; the tables: {opts.workdir}/db/")
@@ -152,8 +137,54 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
         await asyncio.to_thread(cluster.stop)
 
 
+async def _report(
+    opts: Options,
+    pool: asyncpg.Pool,
+    load: Load,
+    injector: Injector,
+    observer: BridgeObserver,
+    leases: LeaseWatch,
+    engines: Engines,
+    began: datetime,
+    minutes: float,
+) -> Report:
+    states, verdicts, lost = await judge(
+        pool, [o.request_id for o in load.offers], observer, opts.hangup_after
+    )
+    report = Report(
+        offered=len(load.offers),
+        pairs=opts.pairs,
+        seed=opts.seed,
+        minutes=minutes,
+        states=states,
+        verdicts=verdicts,
+        lost=lost,
+        faults=injector.faults,
+        surprises=injector.surprises,
+        emails=await _emails(pool),
+        began=began,
+    )
+    quiet = [(f.at, f.at + f.took + LEASE) for f in injector.faults if f.kind.startswith("Post")]
+    numbers = {e.pid: e.number for e in engines.started}
+    report.lease_lapses = [
+        f"engine {numbers.get(s.pid, '?')} (pid {s.pid}): heartbeat {s.age:.1f} s old"
+        f" at [{clock(s.at)}]"
+        for s in leases.lapses(quiet)
+    ]
+    report.notes += [
+        f"the observer did not see the bridge: {v.line()}" for v in verdicts if v.observed is None
+    ]
+    if observer.connections > 1:
+        report.notes.append(f"the observer reconnected {observer.connections - 1} times")
+    return report
+
+
 async def _drive(
-    load: Load, injector: Injector, seconds: float, elapsed: Callable[[], float]
+    load: Load,
+    injector: Injector,
+    leases: LeaseWatch,
+    seconds: float,
+    elapsed: Callable[[], float],
 ) -> None:
     """Load and faults together; the last ``QUIET`` seconds have neither new requests nor
     faults; at ``seconds`` everything stops, final or not."""
@@ -161,6 +192,7 @@ async def _drive(
     faults = asyncio.create_task(injector.run(stop_faults), name="faults")
     work = asyncio.create_task(load.run(), name="load")
     progress = asyncio.create_task(_progress(load, injector, elapsed), name="progress")
+    watch = asyncio.create_task(leases.run(), name="leases")
     try:
         await asyncio.wait([work], timeout=max(0.0, seconds - QUIET - elapsed()))
         load.offering = False
@@ -173,9 +205,9 @@ async def _drive(
         load.stopped.set()
         await work
     finally:
-        for task in (faults, work, progress):
+        for task in (faults, work, progress, watch):
             task.cancel()
-        await asyncio.gather(faults, work, progress, return_exceptions=True)
+        await asyncio.gather(faults, work, progress, watch, return_exceptions=True)
 
 
 _STATES = (
