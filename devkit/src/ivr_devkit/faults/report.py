@@ -100,14 +100,28 @@ class Report:
     def exit_code(self) -> int:
         return 0 if not (self.dropped or self.wrong_bills or self.lost) else 1
 
-    def _explained(self, verdict: Verdict) -> str:
-        """The verdict's line, with the last fault before its bridge ended."""
+    def _last_fault(self, verdict: Verdict) -> Fault | None:
+        """The last fault that began before this consultation's bridge ended."""
         ended = (verdict.bridge_start - self.began).total_seconds() + (verdict.observed or 0)
         before = [f for f in self.faults if f.at <= ended]
-        if not before:
+        return before[-1] if before else None
+
+    def _explained(self, verdict: Verdict) -> str:
+        fault = self._last_fault(verdict)
+        if fault is None:
             return verdict.line()
-        fault = before[-1]
         return f"{verdict.line()}; last fault before its end: [{clock(fault.at)}] {fault.kind}"
+
+    def _wrong_by_fault(self) -> str:
+        """The wrong bills per kind of the fault before them, with their range."""
+        groups: dict[str, list[float]] = {}
+        for v in self.wrong_bills:
+            fault = self._last_fault(v)
+            assert v.billed is not None and v.observed is not None
+            groups.setdefault(fault.kind if fault else "none", []).append(v.billed - v.observed)
+        return ", ".join(
+            f"{kind} {len(d)} ({min(d):+.1f}..{max(d):+.1f} s)" for kind, d in groups.items()
+        )
 
     def _bill_range(self) -> str:
         diffs = [
@@ -125,6 +139,7 @@ class Report:
             ("completed", str(self.completed)),
             ("dropped by a fault", str(len(self.dropped))),
             ("bills off by more than 1 s", str(len(self.wrong_bills))),
+            ("  by the fault before them", self._wrong_by_fault() or "-"),
             ("requests lost (not completed)", str(len(self.lost))),
             ("billed - observed, min / max", self._bill_range()),
             ("consultations by ended_by", _counts(ended)),
