@@ -1,5 +1,5 @@
-"""One fault run, from the sandbox lock to the table: everything started here is ended here,
-by PID, whatever happens (see the package's docstring for what it does)."""
+"""One fault run, from the sandbox up to the table: everything started here is ended here,
+by PID, whatever happens (the caller holds the sandbox lock; see the package docstring)."""
 
 from __future__ import annotations
 
