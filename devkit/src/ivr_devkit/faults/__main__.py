@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             print("waiting for the sandbox: another test run holds it ...", flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return asyncio.run(run(opts, box.up))
+            return asyncio.run(run(opts, lambda cel: box.up(cel=cel)))
         except KeyboardInterrupt:
             return 130
         finally:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -28,12 +29,14 @@ from ivr_devkit.faults.load import Load, Pair
 from ivr_devkit.faults.observer import BridgeObserver
 from ivr_devkit.faults.report import Report, judge
 from ivr_devkit.pgcluster import ThrowawayCluster
-from ivr_devkit.sandbox import SandboxInfo
+from ivr_devkit.sandbox import CelDatabase, SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer
 from ivr_engine.store import connect_pool, migrate
 
 DATABASE = "ivr_faults"
 LEASE = 3.0  # IVR_LEASE_SECONDS of the engines
+CEL_ROLE = "asterisk_cel"
+CEL_PASSWORD = "faults-cel"
 QUIET = 60.0  # seconds at the end with no new request and no fault: what is in flight ends
 PROGRESS_EVERY = 30.0
 ENGINE_ENV = {
@@ -62,7 +65,7 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
+async def run(opts: Options, info_up: Callable[[CelDatabase], SandboxInfo]) -> int:
     """The sandbox is this run's (the caller holds the lock); ``info_up`` brings it up."""
     opts.workdir.mkdir(parents=True, exist_ok=True)
     say(f"work directory (engine logs, phone traces): {opts.workdir}")
@@ -75,10 +78,19 @@ async def run(opts: Options, info_up: Callable[[], SandboxInfo]) -> int:
     smtp = Controller(_Sink(), hostname="127.0.0.1", port=free_tcp_port())
     info: SandboxInfo | None = None
     try:
-        info = await asyncio.to_thread(info_up)
-        dsn = await _database(await asyncio.to_thread(cluster.start))
+        admin_dsn = await asyncio.to_thread(cluster.start)
+        dsn = await _database(admin_dsn)
         pool = await connect_pool(dsn)
         await migrate(pool)
+        # Asterisk's own record of every channel (CEL) in the engine's database, written by a
+        # role that may only insert it; the table exists before Asterisk loads cel_pgsql.
+        await pool.execute(
+            f"CREATE ROLE {CEL_ROLE} LOGIN PASSWORD '{CEL_PASSWORD}';"
+            f" GRANT INSERT ON cel TO {CEL_ROLE}; GRANT USAGE ON SEQUENCE cel_id_seq TO {CEL_ROLE}"
+        )
+        port = urlsplit(dsn).port or 5432
+        cel = CelDatabase("127.0.0.1", port, DATABASE, CEL_ROLE, CEL_PASSWORD)
+        info = await asyncio.to_thread(info_up, cel)
         pairs = await _phones(phones, opts)
         smtp.start()
         observer = BridgeObserver(info)
