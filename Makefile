@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 KEEP   ?= 0
 PYTEST_ARGS ?=
+FAULTS_ARGS ?=
 
-.PHONY: demo test lint unit bench system-deps venv sounds sandbox-build lock clean
+.PHONY: demo test lint unit bench faults system-deps venv sounds sandbox-build lock clean
 
 # System packages (Debian): debootstrap for the Asterisk sandbox, sipp for the test phones,
 # espeak-ng + sox to render prompts, the PostgreSQL server binaries for throwaway clusters,
@@ -53,6 +54,12 @@ lock: venv
 
 bench: sandbox-build
 	$(BIN)/python -m ivr_engine.bench
+
+# Not part of `make test`: a load of consultations while the engine is killed, stopped and its
+# PostgreSQL restarted at random (seeded) moments; prints a table, fails on any dropped call,
+# wrong bill or lost request. FAULTS_ARGS="--consultations 20 --seed 7" passes options.
+faults: sandbox-build
+	$(BIN)/python -m ivr_devkit.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build devkit/build .pytest_cache .mypy_cache .ruff_cache

@@ -105,6 +105,15 @@ class Dispatcher:
         """Stop now: a ``drain`` with no time for calls that are not bridged yet."""
         await self.drain(0.0)
 
+    def watched(self) -> list[int]:
+        """Requests whose bridged consultation this engine is watching (not detached)."""
+        found = []
+        for request_id, flow in self.flows.items():
+            watch = flow if isinstance(flow, ConsultationWatch) else flow.watch
+            if watch is not None and not watch.detached:
+                found.append(request_id)
+        return found
+
     def _detach_bridged(self) -> None:
         for flow in self.flows.values():
             if isinstance(flow, AcceptanceFlow):

@@ -95,9 +95,7 @@ class Engine:
         s = self.settings
         self._pool = pool = await connect_pool(s.database_url.get_secret_value())
         await migrate(pool)
-        self.lease = lease = Lease(
-            pool, s.ari_app, s.lease_seconds, watching=self.ari.connected.is_set
-        )
+        self.lease = lease = Lease(pool, s.ari_app, s.lease_seconds, watched=self._watched)
         await lease.register()
         if s.cel_database_url is not None:
             # Connected on first use: Asterisk's record is read only to bill calls that
@@ -152,9 +150,15 @@ class Engine:
             self.dispatcher.start()
         self.dispatcher.poke()
 
-    async def _recover(self, stale_ok: bool) -> None:
+    def _recover(self, stale_ok: bool) -> None:
         if self.recovery is not None and self.ari.connected.is_set():
-            await self.recovery.run(stale_ok=stale_ok)
+            self.recovery.kick(stale_ok=stale_ok)
+
+    def _watched(self) -> list[int]:
+        """Requests whose bridge this engine is watching now (none while ARI is away)."""
+        if self.dispatcher is None or not self.ari.connected.is_set():
+            return []
+        return self.dispatcher.watched()
 
     async def drain(self, deadline: float) -> None:
         """SIGTERM: take no new work, leave bridged consultations up for the next engine,

@@ -13,7 +13,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -23,7 +23,7 @@ from ivr_engine.store.retry import TRANSIENT
 
 log = structlog.get_logger(__name__)
 
-Recover = Callable[[bool], Awaitable[object]]
+Recover = Callable[[bool], None]  # starts a recovery pass in the background, never waits
 
 
 class Lease:
@@ -32,15 +32,15 @@ class Lease:
         pool: asyncpg.Pool,
         ari_app: str,
         seconds: float,
-        watching: Callable[[], bool] = lambda: True,
+        watched: Callable[[], list[int]] = list,
     ) -> None:
         self.pool = pool
         self.ari_app = ari_app
         self.seconds = seconds
         self.id = uuid.uuid4()
-        # Bridges are noted as seen only while ARI's events reach us: during a gap the engine
-        # does not know whether they are still up.
-        self._watching = watching
+        # The requests whose bridge this engine is watching now (while ARI's events reach it):
+        # only those are noted as seen; a detached or unwatched one keeps its last sighting.
+        self._watched = watched
         self._task: asyncio.Task[None] | None = None
         self._healthy_since: float | None = None
         self.recover: Recover | None = None  # set by the engine once the dispatcher exists
@@ -68,9 +68,7 @@ class Lease:
         while True:
             await asyncio.sleep(period)
             try:
-                await engines.heartbeat(
-                    self.pool, self.id, timeout=period, bridges_seen=self._watching()
-                )
+                await engines.heartbeat(self.pool, self.id, timeout=period, watched=self._watched())
             except TRANSIENT as err:
                 if self._healthy_since is not None:
                     log.warning("engine.heartbeat_failed", error=repr(err))
@@ -80,12 +78,8 @@ class Lease:
                 self._healthy_since = asyncio.get_running_loop().time()
                 log.info("engine.heartbeat_back")
             if self.recover is not None:
-                try:
-                    await self.recover(self.trusted())
-                except TRANSIENT as err:
-                    log.warning("engine.recovery_deferred", error=repr(err))
-                except Exception:
-                    log.exception("engine.recovery_failed")
+                # In the background: a pass may take seconds (prompts), the lease may not wait.
+                self.recover(self.trusted())
 
     async def release(self) -> None:
         """A clean stop: the calls left up may be adopted by the next engine at once."""

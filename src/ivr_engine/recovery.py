@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 S = RequestState
 
 SORRY_BUDGET = 8.0  # seconds for "sorry, we have to end this call"
+ADOPT_CONCURRENCY = 10  # abandoned requests handled at once by one recovery pass
 
 
 class Recovery:
@@ -83,31 +84,43 @@ class Recovery:
             await asyncio.gather(task, return_exceptions=True)
 
     async def run(self, *, stale_ok: bool) -> int:
-        """Adopt or end what no live engine runs; returns how many requests were taken."""
-        if self.dispatcher.draining:
-            return 0
+        """Adopt or end what no live engine runs; returns how many requests were taken.
+
+        Items are handled side by side (a polite goodbye takes seconds each), a few at a
+        time, and none is taken once this engine is draining."""
         async with self._lock:
             found = await engines.abandoned(
                 self.pool, self.engine_id, self.lease, stale_ok=stale_ok
             )
-            taken = 0
-            for item in found:
-                if not await engines.take(
-                    self.pool, item.request_id, item.owner, self.engine_id, self.lease
-                ):
-                    continue
-                taken += 1
-                log.warning("request.adopting", request_id=item.request_id, state=item.state.value)
-                try:
-                    if item.state is S.CONNECTED and item.bridge_id is not None:
-                        await self._consultation(item)
-                    else:
-                        await self._interrupted(item)
-                except (AriError, AriUnavailable) as err:
-                    log.warning("request.adopt_failed", request_id=item.request_id, error=str(err))
+            limit = asyncio.Semaphore(ADOPT_CONCURRENCY)
+            results = await asyncio.gather(
+                *(self._one(item, limit) for item in found), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.error("request.adopt_crashed", error=repr(result))
+            taken = sum(1 for result in results if result is True)
             if taken:
                 self.dispatcher.poke()
             return taken
+
+    async def _one(self, item: Abandoned, limit: asyncio.Semaphore) -> bool:
+        async with limit:
+            if self.dispatcher.draining:
+                return False
+            if not await engines.take(
+                self.pool, item.request_id, item.owner, self.engine_id, self.lease
+            ):
+                return False
+            log.warning("request.adopting", request_id=item.request_id, state=item.state.value)
+            try:
+                if item.state is S.CONNECTED and item.bridge_id is not None:
+                    await self._consultation(item)
+                else:
+                    await self._interrupted(item)
+            except (AriError, AriUnavailable) as err:
+                log.warning("request.adopt_failed", request_id=item.request_id, error=str(err))
+            return True
 
     async def _consultation(self, item: Abandoned) -> None:
         assert item.bridge_id and item.expert_channel and item.client_channel

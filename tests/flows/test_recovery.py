@@ -5,6 +5,8 @@ the on_connected hooks run, CallControl.resync asks Asterisk what still exists).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.fakes import Phone, answers
@@ -274,3 +276,30 @@ async def test_a_second_engine_leaves_a_live_engine_alone_then_takes_over_its_ca
     assert c is not None and c["ended_by"] == "client"
     assert expert.hung_up_by == "engine"
     assert (await second.row(request_id))["owner"] == second.engine_id
+
+
+async def test_socket_drop_as_the_bridge_is_made_asks_the_bridge(flows: StartFlows) -> None:
+    """Both parties entered the bridge while the socket was down: the resync asks the bridge,
+    and the consultation goes on instead of timing out and being cut."""
+    h = await flows()
+    h.fake.phone(EXPERT, answers(press="1"))
+    h.fake.phone(CLIENT, answers())
+    h.fake.refuse_websockets()  # the next drop stays down until the test lets it back
+    drops: list[asyncio.Future[None]] = []
+    h.fake.when(
+        "POST",
+        "/bridges/*/addChannel",
+        lambda: drops.append(asyncio.ensure_future(h.fake.drop_websockets())),
+    )
+    request_id = await h.request(await h.expert())
+    await h.until(lambda: not h.ari.connected.is_set(), "the engine to see the socket drop")
+    await asyncio.gather(*drops)
+    assert any(e["type"] == "ChannelEnteredBridge" for e in h.fake.lost_events)
+    h.fake.refuse_websockets(False)
+
+    await h.wait_state(request_id, "connected")
+    h.fake.hang_up(h.fake.dialled(CLIENT)[0].id)
+    assert await h.settled(request_id, "completed") == "completed"
+    c = await h.consultation(request_id)
+    assert c is not None and c["ended_by"] == "client"
+    assert h.fake.requests("GET", f"/bridges/ivr-{request_id}-bridge")  # it asked

@@ -65,7 +65,7 @@ async def test_a_silent_engine_is_dead_only_after_its_lease_and_to_a_trusted_eng
     assert await engines.abandoned(pool, me, LEASE, stale_ok=False) == []
     (item,) = await engines.abandoned(pool, me, LEASE, stale_ok=True)
     assert item.request_id == request_id
-    await engines.heartbeat(pool, silent, timeout=5)  # it was only slow: it is back
+    await engines.heartbeat(pool, silent, timeout=5, watched=[])  # only slow: it is back
     assert not await engines.take(pool, request_id, silent, me, LEASE)
 
 
@@ -113,6 +113,8 @@ async def test_the_heartbeat_notes_that_bridges_are_up(pool: asyncpg.Pool) -> No
         request_id,
     )
     before = await pool.fetchval("SELECT seen_at FROM consultations")
-    await engines.heartbeat(pool, me, timeout=5)
+    await engines.heartbeat(pool, me, timeout=5, watched=[])
+    assert await pool.fetchval("SELECT seen_at FROM consultations") == before  # unwatched
+    await engines.heartbeat(pool, me, timeout=5, watched=[request_id])
     after = await pool.fetchval("SELECT seen_at FROM consultations")
     assert after > before

@@ -4,6 +4,7 @@
     simphones/   simulated phones: SIPp processes and their scenarios
     pgcluster    a throwaway PostgreSQL cluster
     demo         the scripted consultation of ``ivr-engine demo``
+    faults       ``make faults``: a load of consultations under injected faults
     cli          what those ``ivr-engine`` commands run
 
 It is a separate distribution (``devkit/pyproject.toml``) that depends on ivr-engine; the

@@ -263,3 +263,16 @@ class CallControl:
                     await self.ari.request("GET", f"/playbacks/{playback_id}")
                 except AriNotFound:
                     leg._on_playback_finished(playback_id)
+        await self._resync_bridges(now)
+
+    async def _resync_bridges(self, now: datetime) -> None:
+        """A ChannelEnteredBridge lost in the gap: ask the bridges someone waits on."""
+        for bridge_id, (count, fut) in list(self._bridge_waiters.items()):
+            present = await self.bridge_channels(bridge_id) or []
+            entries = self.bridge_entries.setdefault(bridge_id, {})
+            for channel_id in present:
+                if channel_id not in entries:
+                    log.warning("ari.resync_bridge_entry", bridge_id=bridge_id, channel=channel_id)
+                    entries[channel_id] = now
+            if len(entries) >= count and not fut.done():
+                fut.set_result(None)

@@ -50,22 +50,20 @@ async def register(
 
 
 async def heartbeat(
-    pool: asyncpg.Pool, engine_id: uuid.UUID, timeout: float, *, bridges_seen: bool = True
+    pool: asyncpg.Pool, engine_id: uuid.UUID, timeout: float, *, watched: list[int]
 ) -> None:
-    """Renew the lease, and (``bridges_seen``) note that this engine's bridges were up."""
+    """Renew the lease, and note that the bridges of ``watched`` requests are up now."""
     async with pool.acquire(timeout=timeout) as conn, conn.transaction():
         await conn.execute(
             "UPDATE engines SET heartbeat_at = now() WHERE id = $1", engine_id, timeout=timeout
         )
-        if not bridges_seen:
-            return
-        await conn.execute(
-            "UPDATE consultations c SET seen_at = now() FROM requests r"
-            " WHERE r.id = c.request_id AND r.owner = $1 AND r.state = 'connected'"
-            " AND c.bridge_end IS NULL",
-            engine_id,
-            timeout=timeout,
-        )
+        if watched:
+            await conn.execute(
+                "UPDATE consultations SET seen_at = now()"
+                " WHERE request_id = ANY($1::bigint[]) AND bridge_end IS NULL",
+                watched,
+                timeout=timeout,
+            )
 
 
 async def stopped(pool: asyncpg.Pool, engine_id: uuid.UUID) -> None:

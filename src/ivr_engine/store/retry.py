@@ -22,6 +22,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.InternalClientError,  # a connection's protocol state after a restart
     OSError,
     TimeoutError,
 )
