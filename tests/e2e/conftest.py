@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ivr_devkit.faults.engines import EngineProcess
 from ivr_devkit.pgcluster import ThrowawayCluster
 from ivr_devkit.sandbox import CelDatabase, Sandbox, SandboxInfo
 from ivr_devkit.simphones import PhoneBook
@@ -27,8 +28,6 @@ from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.store import connect_pool, migrate
 from ivr_engine.transcript import transcript
-
-from .processes import EngineProcess
 
 API_TOKEN = "e2e-token"
 
@@ -258,7 +257,7 @@ async def engine_process(
             "IVR_LOG_FORMAT": "json",
             **{f"IVR_{key.upper()}": value for key, value in overrides.items()},
         }
-        engine = EngineProcess(env, tmp_path / f"engine-{len(started)}.log")
+        engine = EngineProcess(len(started), env, tmp_path / f"engine-{len(started)}.log")
         started.append(engine)
         await engine.start()
         return engine
@@ -267,7 +266,7 @@ async def engine_process(
         yield start
     finally:
         for engine in started:
-            await engine.stop()
+            await engine.kill()
 
 
 class AriObserver:

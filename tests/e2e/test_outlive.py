@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ivr_devkit.faults.engines import EngineProcess
 from ivr_devkit.sandbox import SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer, no_answer
 
 from .conftest import Harness, observing
-from .processes import EngineProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -47,18 +47,21 @@ async def api(engine: EngineProcess, method: str, path: str, body: Any = None) -
         return await resp.json()
 
 
-async def place(engine: EngineProcess) -> tuple[int, int]:
+async def place(
+    engine: EngineProcess, expert_phone: str = EXPERT, client_phone: str = CLIENT
+) -> tuple[int, int]:
+    """An expert and a client in their waiting list, through the engine's API."""
     expert = await api(
         engine,
         "POST",
         "/api/v1/experts",
-        {"alias": "Anna", "phone": EXPERT, "rate_per_minute": "1.20", "email": "a@x.org"},
+        {"alias": "Anna", "phone": expert_phone, "rate_per_minute": "1.20", "email": "a@x.org"},
     )
     request = await api(
         engine,
         "POST",
         f"/api/v1/experts/{expert['id']}/requests",
-        {"client_phone": CLIENT, "client_alias": "Marco"},
+        {"client_phone": client_phone, "client_alias": "Marco"},
     )
     return int(expert["id"]), int(request["id"])
 
@@ -227,19 +230,7 @@ async def test_kill9_with_calls_in_every_stage(
     first = await engine_process(lease_seconds=LEASE, ring_timeout="30", digit_timeout="20")
 
     async def place_for(expert: str, client: str) -> int:
-        made = await api(
-            first,
-            "POST",
-            "/api/v1/experts",
-            {"alias": "Anna", "phone": expert, "rate_per_minute": "1.20", "email": "a@x.org"},
-        )
-        request = await api(
-            first,
-            "POST",
-            f"/api/v1/experts/{made['id']}/requests",
-            {"client_phone": client, "client_alias": "Marco"},
-        )
-        return int(request["id"])
+        return (await place(first, expert, client))[1]
 
     async with observing(sandbox) as observer:
         consultations = [await place_for(e, c) for e, c in bridged]
