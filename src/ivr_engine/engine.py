@@ -106,14 +106,13 @@ class Engine:
             deps, ready=self.ari.connected.is_set, engine_id=lease.id
         )
         self.recovery = Recovery(dispatcher, engine_id=lease.id, lease=s.lease_seconds)
-        lease.recover = self._recover
         self.actions = RequestActions(pool, cancel_flow=dispatcher.cancel_request)
         self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
         self.inbound = InboundCalls(deps)
         self.listener.on(REQUESTS, dispatcher.poke)
         self.listener.on(OUTBOX, lambda _payload: mailer.poke())
         mailer.start()
-        lease.start()
+        lease.start(recover=self._recover)
         self.telemetry.start()
         self.listener.start()
         self.calls.on_inbound(self.inbound.route)

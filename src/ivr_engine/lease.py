@@ -43,19 +43,15 @@ class Lease:
         self._watched = watched
         self._task: asyncio.Task[None] | None = None
         self._healthy_since: float | None = None
-        self.recover: Recover | None = None  # set by the engine once the dispatcher exists
 
     async def register(self) -> None:
         await engines.register(self.pool, self.id, self.ari_app, socket.gethostname(), os.getpid())
         self._healthy_since = asyncio.get_running_loop().time()
         log.info("engine.registered", engine_id=str(self.id))
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="engine-lease")
-
-    @property
-    def healthy(self) -> bool:
-        return self._healthy_since is not None
+    def start(self, recover: Recover) -> None:
+        """Renew the lease from now on, and after each renewal start a recovery pass."""
+        self._task = asyncio.create_task(self._run(recover), name="engine-lease")
 
     def trusted(self) -> bool:
         """True once this engine has renewed its lease without a gap for a whole lease."""
@@ -63,7 +59,7 @@ class Lease:
             return False
         return asyncio.get_running_loop().time() - self._healthy_since >= self.seconds
 
-    async def _run(self) -> None:
+    async def _run(self, recover: Recover) -> None:
         period = self.seconds / 3
         while True:
             await asyncio.sleep(period)
@@ -77,9 +73,8 @@ class Lease:
             if self._healthy_since is None:
                 self._healthy_since = asyncio.get_running_loop().time()
                 log.info("engine.heartbeat_back")
-            if self.recover is not None:
-                # In the background: a pass may take seconds (prompts), the lease may not wait.
-                self.recover(self.trusted())
+            # In the background: a pass may take seconds (prompts), the lease may not wait.
+            recover(self.trusted())
 
     async def release(self) -> None:
         """A clean stop: the calls left up may be adopted by the next engine at once."""

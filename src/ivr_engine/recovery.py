@@ -27,6 +27,7 @@ from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import AriError, AriUnavailable, Conflict
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
+from ivr_engine.flows.legs import INTERRUPT_PROMPT_BUDGET
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import attempts, cel, consultations, engines, waiting
 from ivr_engine.store.engines import Abandoned
@@ -35,7 +36,6 @@ from ivr_engine.store.retry import TRANSIENT
 log = structlog.get_logger(__name__)
 S = RequestState
 
-SORRY_BUDGET = 8.0  # seconds for "sorry, we have to end this call"
 ADOPT_CONCURRENCY = 10  # abandoned requests handled at once by one recovery pass
 
 
@@ -191,7 +191,7 @@ class Recovery:
         if await self.calls.channel_state(leg.id) == "Up":
             media = sound_uri(Prompt.CALL_INTERRUPTED, self.deps.settings.sound_prefix)
             try:
-                async with asyncio.timeout(SORRY_BUDGET):
+                async with asyncio.timeout(INTERRUPT_PROMPT_BUDGET):
                     await leg.play(media)
             except Exception as err:  # gone meanwhile, or the prompt is lost: hang up anyway
                 log.info("call.sorry_not_played", channel_id=leg.id, error=repr(err))
