@@ -37,7 +37,10 @@ def view_of(row: asyncpg.Record) -> RequestView:
 async def create(pool: asyncpg.Pool, expert_id: int, client_id: int) -> RequestView:
     async with pool.acquire() as conn, conn.transaction():
         expert = await conn.fetchrow(
-            "SELECT taking_calls FROM experts WHERE id = $1 FOR SHARE", expert_id
+            # NO KEY UPDATE, as the waiting-list trigger (migration 0012) takes: two joins
+            # of one list at once wait for each other instead of deadlocking.
+            "SELECT taking_calls FROM experts WHERE id = $1 FOR NO KEY UPDATE",
+            expert_id,
         )
         if expert is None:
             raise NotFound(f"expert {expert_id} does not exist")
