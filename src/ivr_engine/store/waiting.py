@@ -123,8 +123,28 @@ async def move(
     target: RequestState,
     reason: str = "",
 ) -> RequestView:
-    async with pool.acquire() as conn, conn.transaction():
-        return await move_in(conn, request_id, current, target, reason)
+    """One state move and its event row in one statement (one round trip, atomic as one)."""
+    check_transition(current, target)
+    row = await pool.fetchrow(
+        _MOVE_SQL, request_id, current.value, target.value, target.is_final, reason
+    )
+    if row is None:
+        raise Conflict(f"request {request_id} is no longer {current}")
+    return view_of(row)
+
+
+_MOVE_SET = (
+    "UPDATE requests SET state = $3, updated_at = now(),"
+    " end_reason = CASE WHEN $4 THEN $5 ELSE end_reason END,"
+    " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
+    " WHERE id = $1 AND state = $2 RETURNING *"
+)
+_MOVE_SQL = (
+    f"WITH moved AS ({_MOVE_SET}),"
+    " logged AS (INSERT INTO request_events (request_id, from_state, to_state, detail)"
+    " SELECT id, $2, $3, $5 FROM moved)"
+    " SELECT * FROM moved"
+)
 
 
 async def missed(
@@ -255,10 +275,7 @@ async def move_in(
     """One state move inside the caller's transaction (a Conflict if someone moved first)."""
     check_transition(current, target)
     row = await conn.fetchrow(
-        "UPDATE requests SET state = $3, updated_at = now(),"
-        " end_reason = CASE WHEN $4 THEN $5 ELSE end_reason END,"
-        " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
-        " WHERE id = $1 AND state = $2 RETURNING *",
+        _MOVE_SET,
         request_id,
         current.value,
         target.value,
