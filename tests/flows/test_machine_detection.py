@@ -5,6 +5,8 @@ a machine presses no key, which is already a missed call (test_acceptance.py).""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ivr_engine.ari.models import parse_ari_time
@@ -123,3 +125,33 @@ async def test_with_the_prompt_nobody_is_screened(flows: StartFlows) -> None:
     assert h.fake.dialled(CLIENT) == [] and h.fake.history_bridges == {}
     (a,) = await h.attempts(request_id)
     assert (a["outcome"], a["choice"]) == ("no_choice", None)
+
+
+async def test_a_verdict_lost_with_the_event_socket_is_read_from_asterisk(
+    flows: StartFlows,
+) -> None:
+    # The bound on the wait is AMD's own analysis time plus a margin (5 s).
+    h = await flows(amd_total_analysis_ms=500)
+    h.fake.phone(EXPERT, answers(hang_up_in_bridge_after=0.1, amd_seconds=0.3))
+    h.fake.phone(CLIENT, answers())
+
+    def cut() -> None:  # as the channel leaves for the dialplan: its way back is not seen
+        h.fake.refuse_websockets()
+        asyncio.get_running_loop().create_task(h.fake.drop_websockets())
+
+    h.fake.when("POST", "/channels/*/continue", cut)
+    request_id = await h.request(await h.expert(ivr=False))
+    await h.fake.wait_until(
+        lambda: any(
+            e["type"] == "StasisStart" and e["args"][:1] == ["amd"] for e in h.fake.lost_events
+        ),
+        what="the verdict's StasisStart, lost",
+    )
+    h.fake.refuse_websockets(False)
+
+    assert await h.settled(request_id, "completed", timeout=15) == "completed"
+
+    (expert,) = h.fake.dialled(EXPERT)
+    assert h.fake.requests("GET", f"/channels/{expert.id}")  # where the verdict was read
+    e, k = await h.attempts(request_id)
+    assert (e["outcome"], k["outcome"]) == ("completed", "completed")

@@ -79,7 +79,8 @@ class Leg:
     # -- fed by CallControl --------------------------------------------------------------
     def _on_stasis_start(self, at: datetime, args: Sequence[str] = ()) -> None:
         detection = self._detection
-        if args[:1] == [MACHINE_DETECTION_ARG] and detection is not None and not detection.done():
+        is_verdict = list(args[:1]) == [MACHINE_DETECTION_ARG]
+        if is_verdict and detection is not None and not detection.done():
             detection.set_result(MachineVerdict.from_args(args[1:]))
             return
         if not self._answered.done():

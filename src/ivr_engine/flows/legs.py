@@ -14,7 +14,7 @@ import structlog
 from ivr_engine.calls import Leg
 from ivr_engine.calls.leg import MachineVerdict
 from ivr_engine.domain.routing import dial_string
-from ivr_engine.errors import AriError, AriUnavailable, Hangup, OriginateFailed
+from ivr_engine.errors import AriError, AriUnavailable, Hangup, OriginateFailed, StepTimeout
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import attempts
@@ -109,7 +109,7 @@ class CallLegs:
             )
         except Hangup:
             verdict = MachineVerdict("HANGUP", "hung up during the detection")
-        except (AriError, AriUnavailable) as err:
+        except (AriError, AriUnavailable, StepTimeout) as err:
             verdict = MachineVerdict("", f"detection failed: {err}")
         log.info("call.machine_detection", status=verdict.status, cause=verdict.cause)
         if verdict.human:
