@@ -60,6 +60,11 @@ class CallLegs:
         )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
+        return await self._originate(channel_id, endpoint, language)
+
+    async def _originate(self, channel_id: str, endpoint: str, language: str) -> Leg:
+        """Ring ``endpoint`` on ``channel_id`` (recorded by the caller first); a refused
+        originate gives a leg that has already failed, so flows read straight."""
         try:
             call = await self.calls.originate(
                 channel_id,
