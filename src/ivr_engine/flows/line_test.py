@@ -96,7 +96,10 @@ class LineTestCall(CallLegs):
         except Hangup:
             key = None
         if key is None:
-            await self._say_and_hangup(leg, Prompt.LINE_TEST_NO_KEY)
+            if leg.is_gone:  # hung up before pressing a key
+                await leg.destroyed(timeout=2)
+            else:
+                await self._say_and_hangup(leg, Prompt.LINE_TEST_NO_KEY)
             return await self._record(Result.NO_KEY, cause=leg.hangup_cause)
         # Passed once the phone is hung up (confirmed): until then the expert is not free.
         await self._say_and_hangup(leg, Prompt.LINE_TEST_PASSED)
