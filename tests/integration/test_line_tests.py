@@ -138,7 +138,7 @@ async def test_going_available_needs_a_recent_passed_test(required: Any) -> None
     ):
         status, answer = await call(http, method, url + path, json=body)
         assert status == 409, (path, answer)
-        assert "line test" in answer["error"] and "never passed" in answer["error"]
+        assert "never passed" in answer["error"] and answer["reason"] == "line_test_required"
 
     await _passed(engine.pool, expert, hours_ago=3)  # too old
     status, answer = await call(http, "DELETE", f"{url}/pause")
