@@ -126,6 +126,7 @@ async def test_no_consultation_call_rings_the_expert_during_a_test(tester: Teste
     await _done(tests, test_id)
     await h.settled(request_id, "completed")
     test_call, offer = h.fake.dialled(EXPERT)
+    assert test_call.id == f"ivr-lt-{test_id}"
     assert offer.id.startswith(f"ivr-{request_id}-")
     ended = await h.pool.fetchval("SELECT ended_at FROM line_tests WHERE id = $1", test_id)
     started = await h.pool.fetchval(
