@@ -36,7 +36,6 @@ class Prompt(StrEnum):
     INVALID_KEY = "invalid_key"
     NO_CHOICE_GOODBYE = "no_choice_goodbye"
     CONNECTING_YOU = "connecting_you"
-    CLIENT_EXPERT_ACCEPTED = "client_expert_accepted"
     CLIENT_EXPERT_DECLINED = "client_expert_declined"
     CLIENT_UNREACHABLE_EXPERT = "client_unreachable_expert"
     REFUSED_GOODBYE = "refused_goodbye"
@@ -76,6 +75,8 @@ class Prompt(StrEnum):
     LINE_TEST_IN_CALL = "line_test_in_call"
     LINE_TEST_RUNNING = "line_test_running"
     LINE_TEST_REQUIRED = "line_test_required"
+    # To the client who answers, just before the bridge: short, so the expert waits little.
+    CLIENT_CONNECTING = "client_connecting"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:
