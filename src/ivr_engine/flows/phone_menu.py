@@ -89,7 +89,10 @@ class PhoneMenu:
             await start(expert_id, source="phone_menu", after=self.leg)
         except LineTestRefused as err:
             log.info("menu.line_test_refused", reason=err.reason)
-            said = Prompt.LINE_TEST_RUNNING if err.reason == "running" else Prompt.LINE_TEST_IN_CALL
+            said = {
+                "running": Prompt.LINE_TEST_RUNNING,
+                "stopping": Prompt.SERVICE_UNAVAILABLE,  # "please call again later"
+            }.get(err.reason, Prompt.LINE_TEST_IN_CALL)
             await self.leg.play(self.media(said))
             return False
         log.info("menu.line_test_started")
