@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
 from ivr_engine.errors import LineTestRefused
 from ivr_engine.flows.line_test import LineTests
+from ivr_engine.flows.phone_menu import PhoneMenu
 from ivr_engine.store import engines
-from tests.fakes import answers, busy, never_answers, refuses
+from ivr_engine.store.pins import set_pin
+from tests.fakes import FakeChannel, answers, busy, never_answers, refuses
 
 from .conftest import CLIENT, EXPERT, Flows, StartFlows
 
@@ -196,3 +199,72 @@ async def test_a_dead_engines_test_is_hung_up_and_interrupted(tester: Tester) ->
     await tests._recovery
     assert await h.pool.fetchval("SELECT result FROM line_tests WHERE id = $1", mine) is None
     await h.pool.execute("UPDATE line_tests SET result = 'failed', ended_at = now()")
+
+
+# -- the phone menu's doors ----------------------------------------------------------------
+
+CALLER = "+393330000999"  # the expert's own phone, not the work line
+PIN = "432109"
+
+
+async def _menu_call(h: Flows, tests: LineTests, expert_id: int, keys: str) -> FakeChannel:
+    """The expert calls the planning number from CALLER and types ``keys`` after the PIN."""
+    h.fake.phone(CALLER, answers(press=f"1{expert_id}#{PIN}#{keys}", key_gap=0.05))
+    channel = h.fake.add_channel("pjsip-in-1", CALLER, app=h.settings.ari_app)
+    channel.args = ["inbound", h.settings.planning_number]
+    leg = h.calls.adopt(channel.id, "en")
+    menu = PhoneMenu(replace(h.deps, line_test=tests.start), leg, CALLER)
+    try:
+        await menu.run()
+    finally:
+        await leg.hangup()
+        await leg.destroyed(timeout=2)
+        h.calls.forget(leg)
+    return channel
+
+
+async def test_menu_key_0_tests_the_registered_number(tester: Tester) -> None:
+    h, tests = await tester()
+    h.fake.phone(EXPERT, answers(press="7", press_delay=0.05))
+    expert_id = await h.expert()
+    await set_pin(h.pool, expert_id, PIN)
+    caller = await _menu_call(h, tests, expert_id, "0")
+    assert h.heard(caller, "line_test_calling")
+    test_id = await h.pool.fetchval("SELECT id FROM line_tests WHERE expert_id = $1", expert_id)
+    assert await _result(h, test_id) == "passed"
+    await _done(tests, test_id)
+    (line,) = h.fake.dialled(EXPERT)
+    assert line.created_at >= caller.destroyed_at  # the call in ended first
+
+
+async def test_menu_key_0_refused_while_the_expert_is_in_a_call(tester: Tester) -> None:
+    h, tests = await tester()
+    expert_id = await h.expert()
+    await set_pin(h.pool, expert_id, PIN)
+    request_id = await h.request(expert_id, state="connected")
+    caller = await _menu_call(h, tests, expert_id, "0#")
+    assert h.heard(caller, "line_test_in_call") and h.heard(caller, "goodbye")
+    assert await h.pool.fetchval("SELECT count(*) FROM line_tests") == 0
+    assert h.fake.dialled(EXPERT) == []
+    await h.pool.execute("UPDATE requests SET state = 'completed' WHERE id = $1", request_id)
+
+
+async def test_menu_return_available_needs_a_passed_test(tester: Tester) -> None:
+    h, tests = await tester(line_test_required_hours=4)
+    expert_id = await h.expert()
+    await set_pin(h.pool, expert_id, PIN)
+    await h.pool.execute(
+        "UPDATE experts SET paused_until = now() + interval '10 minutes' WHERE id = $1",
+        expert_id,
+    )
+    caller = await _menu_call(h, tests, expert_id, "3#")
+    assert h.heard(caller, "line_test_required") and not h.heard(caller, "done")
+    assert (await h.expert_row(expert_id))["paused_until"] is not None
+    await h.pool.execute(
+        "INSERT INTO line_tests (expert_id, source, channel_id, result, ended_at)"
+        " VALUES ($1, 'phone_menu', 'ivr-lt-x', 'passed', now() - interval '1 hour')",
+        expert_id,
+    )
+    caller = await _menu_call(h, tests, expert_id, "3#")
+    assert h.heard(caller, "done")
+    assert (await h.expert_row(expert_id))["paused_until"] is None
