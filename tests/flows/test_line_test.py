@@ -234,6 +234,7 @@ async def test_menu_key_0_tests_the_registered_number(tester: Tester) -> None:
     assert await _result(h, test_id) == "passed"
     await _done(tests, test_id)
     (line,) = h.fake.dialled(EXPERT)
+    assert caller.destroyed_at is not None
     assert line.created_at >= caller.destroyed_at  # the call in ended first
 
 
