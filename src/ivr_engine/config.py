@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     pin_quiet_hours: float = Field(
         24.0, gt=0, description="wrong PINs are forgotten after this long without one"
     )
+    line_test_required_hours: float = Field(
+        0.0,
+        ge=0,
+        description="going available needs a passed line test this recent (0: not needed)",
+    )
 
     # Restarts, crashes and several engines
     lease_seconds: float = Field(

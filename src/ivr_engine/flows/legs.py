@@ -67,6 +67,13 @@ class CallLegs:
         )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
+        if screen:
+            self.screened.add(channel_id)
+        return await self._originate(channel_id, endpoint, language)
+
+    async def _originate(self, channel_id: str, endpoint: str, language: str) -> Leg:
+        """Ring ``endpoint`` on ``channel_id`` (recorded by the caller first); a refused
+        originate gives a leg that has already failed, so flows read straight."""
         try:
             call = await self.calls.originate(
                 channel_id,
@@ -80,8 +87,6 @@ class CallLegs:
             call = self.calls.adopt(channel_id, language)
             call._on_gone(None, "originate refused", _now())
         self.legs.append(call)
-        if screen:
-            self.screened.add(channel_id)
         return call
 
     async def _await_answer(self, leg: Leg) -> OriginateFailed | None:
