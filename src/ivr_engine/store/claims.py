@@ -74,20 +74,22 @@ WAITING_ORDER = "w.priority DESC, w.next_attempt_at, w.id"
 # engines claiming at once take different experts).
 CANDIDATES = 8
 
-# Free experts (no active request, phone line on) whose list holds a request due now: a
-# request is due at its own next attempt, but not while its expert is paused or marked
-# unreachable after a missed call (experts.queue_due, migration 0012, says all of that).
-# Opening hours do not gate this: clients who joined before closing time are still served.
-_DUE_EXPERTS = """
-    SELECT e.id FROM experts e
+# Free experts (no active request, no line test ringing them, phone line on) whose list
+# holds a request due now: a request is due at its own next attempt, but not while its
+# expert is paused or marked unreachable after a missed call (experts.queue_due, migration
+# 0012, says all of that). Opening hours do not gate this: clients who joined before
+# closing time are still served.
+_FREE_EXPERTS = """
     WHERE e.channel_phone AND NOT e.engaged AND e.queue_due IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
+                      WHERE t.expert_id = e.id AND t.result IS NULL)
 """
 
-NEXT_DUE_SQL = "SELECT min(e.queue_due) FROM experts e WHERE e.channel_phone AND NOT e.engaged"
+NEXT_DUE_SQL = f"SELECT min(e.queue_due) FROM experts e {_FREE_EXPERTS}"
 
 CLAIM_SQL = f"""
 WITH candidates AS (
-    {_DUE_EXPERTS} AND e.queue_due <= now()
+    SELECT e.id FROM experts e {_FREE_EXPERTS} AND e.queue_due <= now()
     ORDER BY e.queue_due, e.id
     LIMIT $1
     FOR NO KEY UPDATE SKIP LOCKED

@@ -53,6 +53,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "cel_pgsql.conf": ("engine:cel_pgsql.conf",),
     "extensions.conf": ("engine:extensions.conf", "sandbox:extensions.conf"),
     "musiconhold.conf": ("sandbox:musiconhold.conf",),
+    "amd.conf": ("engine:amd.conf",),
 }
 
 
