@@ -85,7 +85,9 @@ _FREE_EXPERTS = """
                       WHERE t.expert_id = e.id AND t.result IS NULL)
 """
 
-NEXT_DUE_SQL = f"SELECT min(e.queue_due) FROM experts e {_FREE_EXPERTS}"
+# ORDER BY ... LIMIT 1 rather than min(): the planner walks experts_queue in order and stops
+# at the first free expert (min() with the line-test anti-join scanned every expert).
+NEXT_DUE_SQL = f"SELECT e.queue_due FROM experts e {_FREE_EXPERTS} ORDER BY e.queue_due LIMIT 1"
 
 CLAIM_SQL = f"""
 WITH candidates AS (
