@@ -250,7 +250,10 @@ class Hold:
         self._over = True
         if not self._task.done():
             self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        (outcome,) = await asyncio.gather(self._task, return_exceptions=True)
+        if isinstance(outcome, Exception) and not isinstance(outcome, Hangup):
+            # The caller heard silence instead of the prompt or the music; the call goes on.
+            log.warning("call.hold_failed", channel_id=self.leg.id, error=repr(outcome))
 
 
 def _now() -> datetime:
