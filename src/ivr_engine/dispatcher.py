@@ -136,7 +136,7 @@ class Dispatcher:
             try:
                 while self._ready() and (job := await self._claim()) is not None:
                     self._spawn(job)
-                due = await claims.next_due(self.pool)
+                due = await claims.next_due(self.pool, self.engine_id)
                 if due is not None:
                     timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             except RETRY_LATER as err:

@@ -106,7 +106,9 @@ class Engine:
             deps, ready=self.ari.connected.is_set, engine_id=lease.id
         )
         self.recovery = Recovery(dispatcher, engine_id=lease.id, lease=s.lease_seconds)
-        self.actions = RequestActions(pool, cancel_flow=dispatcher.cancel_request)
+        self.actions = RequestActions(
+            pool, cancel_flow=dispatcher.cancel_request, policy=s.priority_policy
+        )
         self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
         self.inbound = InboundCalls(deps)
         self.listener.on(REQUESTS, dispatcher.poke)

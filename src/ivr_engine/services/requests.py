@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from ivr_engine.domain.holding import Policy
 from ivr_engine.domain.planning import Reason
 from ivr_engine.domain.requests import RequestView
 from ivr_engine.errors import ListClosed
@@ -22,9 +23,12 @@ async def _no_flow(_request_id: int) -> None:
 class RequestActions:
     """``cancel_flow`` stops this engine's call flow of a request (the dispatcher's)."""
 
-    def __init__(self, pool: asyncpg.Pool, cancel_flow: CancelFlow = _no_flow) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, cancel_flow: CancelFlow = _no_flow, policy: Policy = "fifo"
+    ) -> None:
         self.pool = pool
         self._cancel_flow = cancel_flow
+        self.policy = policy  # IVR_PRIORITY_POLICY: how API requests are ordered
 
     async def join(self, expert_id: int, client_id: int) -> RequestView:
         """The client enters the expert's waiting list, if it is open (a pause does not
@@ -33,7 +37,7 @@ class RequestActions:
         now = av.at(datetime.now(UTC))
         if not now.open and now.reason is not Reason.PAUSED:
             raise ListClosed(expert_id, now.reason.value, now.next_opening)
-        return await waiting.create(self.pool, expert_id, client_id)
+        return await waiting.create(self.pool, expert_id, client_id, policy=self.policy)
 
     async def leave(self, request_id: int) -> RequestView:
         """The client leaves: the request is lost and any call of it is hung up."""

@@ -1,0 +1,325 @@
+"""Callers on the line: the inbound call record, a holding caller's place in the list, their
+move to a callback, and the figures of calls in.
+
+A holding caller is a waiting request with ``holding_channel`` set (migration 0013). Hanging
+up, or pressing 1, clears it: the request keeps its place and becomes a callback. A missed call
+(hung up while holding, the engine gone) also gets ``callback_by``, the promise of a call back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from ivr_engine.domain.holding import RECENT_CONSULTATIONS
+from ivr_engine.domain.requests import RequestState
+
+ACTIVE = ["ringing_expert", "ringing_client", "connected"]
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a holding caller's request stands now."""
+
+    state: RequestState
+    attempts: int
+    end_reason: str
+    ahead: int  # waiting requests of the same expert served before this one
+    expert_busy: bool  # the expert is on (or being rung for) another request
+    recent_seconds: list[int]  # the expert's latest consultations, for the wait estimate
+    holding: bool  # the caller's channel is still this request's
+
+
+@dataclass(frozen=True)
+class Expert:
+    id: int
+    language: str
+    category: str
+    takes_calls: bool  # taking requests and the phone channel on
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A holding caller whose engine is gone."""
+
+    request_id: int
+    channel: str
+    engine: uuid.UUID | None
+    state: RequestState
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    calls_in: int
+    answered: int
+    abandoned: int
+    withheld: int
+    average_answer_seconds: float | None  # from the call's start to the bridge
+    missed: int  # requests that became callbacks because the call was missed
+    called_back_in_time: int  # of those, a call to the client started by ``callback_by``
+    missed_due: int  # of those, the ones whose deadline has passed or that were called back
+
+    @property
+    def called_back_share(self) -> float | None:
+        return self.called_back_in_time / self.missed_due if self.missed_due else None
+
+
+# -- the inbound call record ------------------------------------------------------------
+async def record_call(
+    pool: asyncpg.Pool, channel_id: str, *, dialled: str, caller: str, withheld: bool
+) -> None:
+    await pool.execute(
+        "INSERT INTO inbound_calls (channel_id, dialled, caller, withheld)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (channel_id) DO NOTHING",
+        channel_id,
+        dialled,
+        caller,
+        withheld,
+    )
+
+
+async def note_call(
+    pool: asyncpg.Pool,
+    channel_id: str,
+    *,
+    expert_id: int | None = None,
+    request_id: int | None = None,
+    bridged: bool = False,
+) -> None:
+    await pool.execute(
+        "UPDATE inbound_calls SET expert_id = coalesce($2, expert_id),"
+        " request_id = coalesce($3, request_id),"
+        " bridged_at = CASE WHEN $4 THEN coalesce(bridged_at, now()) ELSE bridged_at END"
+        " WHERE channel_id = $1",
+        channel_id,
+        expert_id,
+        request_id,
+        bridged,
+    )
+
+
+async def end_call(pool: asyncpg.Pool, channel_id: str, outcome: str) -> None:
+    """The call's outcome; the first one written stays (a bridged call stays 'bridged')."""
+    await pool.execute(
+        "UPDATE inbound_calls SET outcome = CASE WHEN bridged_at IS NOT NULL THEN 'bridged'"
+        " ELSE $2 END, ended_at = now() WHERE channel_id = $1 AND outcome = 'open'",
+        channel_id,
+        outcome,
+    )
+
+
+# -- choosing the expert -----------------------------------------------------------------
+async def expert(pool: asyncpg.Pool, expert_id: int) -> Expert | None:
+    row = await pool.fetchrow(
+        "SELECT id, language, category, taking_calls AND channel_phone AS takes"
+        " FROM experts WHERE id = $1",
+        expert_id,
+    )
+    if row is None:
+        return None
+    return Expert(row["id"], row["language"], row["category"], row["takes"])
+
+
+async def first_available(pool: asyncpg.Pool, category: str) -> list[int]:
+    """Experts of ``category`` ('' any) taking phone calls, the shortest list first; the
+    caller checks their hours."""
+    rows = await pool.fetch(
+        "SELECT e.id FROM experts e WHERE e.taking_calls AND e.channel_phone"
+        " AND ($1 = '' OR e.category = $1)"
+        " ORDER BY (SELECT count(*) FROM requests r WHERE r.expert_id = e.id"
+        "           AND r.state IN ('waiting', 'ringing_expert', 'ringing_client', 'connected')),"
+        " e.id",
+        category,
+    )
+    return [r["id"] for r in rows]
+
+
+async def live_request(pool: asyncpg.Pool, expert_id: int, client_id: int) -> int | None:
+    """The client's live entry in this expert's list, if any."""
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        "SELECT id FROM requests WHERE expert_id = $1 AND client_id = $2"
+        " AND state IN ('waiting', 'ringing_expert', 'ringing_client', 'connected')",
+        expert_id,
+        client_id,
+    )
+
+
+# -- holding -----------------------------------------------------------------------------
+async def place(pool: asyncpg.Pool, request_id: int, channel: str) -> Place:
+    row = await pool.fetchrow(
+        "SELECT me.state, me.attempts, me.end_reason, me.holding_channel = $2 AS holding,"
+        " (SELECT count(*) FROM requests w WHERE w.expert_id = me.expert_id"
+        "  AND w.state = 'waiting' AND w.id <> me.id"
+        "  AND (NOT w.priority, w.list_rank, w.next_attempt_at, w.id)"
+        "    < (NOT me.priority, me.list_rank, me.next_attempt_at, me.id)) AS ahead,"
+        " EXISTS (SELECT 1 FROM requests a WHERE a.expert_id = me.expert_id AND a.id <> me.id"
+        "  AND a.state = ANY($3::text[])) AS busy,"
+        " coalesce((SELECT array_agg(s) FROM (SELECT c.billed_seconds AS s FROM consultations c"
+        "  WHERE c.expert_id = me.expert_id AND c.billed_seconds IS NOT NULL"
+        f"  ORDER BY c.id DESC LIMIT {RECENT_CONSULTATIONS}) recent), '{{}}') AS recent"
+        " FROM requests me WHERE me.id = $1",
+        request_id,
+        channel,
+        ACTIVE,
+    )
+    return Place(
+        state=RequestState(row["state"]),
+        attempts=row["attempts"],
+        end_reason=row["end_reason"],
+        ahead=row["ahead"],
+        expert_busy=row["busy"],
+        recent_seconds=list(row["recent"]),
+        holding=bool(row["holding"]),
+    )
+
+
+async def stop_holding(
+    pool: asyncpg.Pool, request_id: int, channel: str, *, missed_minutes: float | None
+) -> bool:
+    """The caller leaves the line; the request keeps its place as a callback. A missed call
+    (``missed_minutes`` given) is promised a call back within that long. False when the
+    channel was no longer this request's (taken into a consultation, already stopped)."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            "UPDATE requests SET holding_channel = NULL, holding_engine = NULL,"
+            " missed_at = CASE WHEN $3::float8 IS NULL THEN missed_at ELSE now() END,"
+            " callback_by = CASE WHEN $3::float8 IS NULL THEN callback_by"
+            "   ELSE now() + make_interval(secs => $3::float8 * 60) END,"
+            " updated_at = now()"
+            " WHERE id = $1 AND holding_channel = $2 RETURNING id",
+            request_id,
+            channel,
+            missed_minutes,
+        )
+        if done is not None:
+            reason = "missed_call" if missed_minutes is not None else "callback_chosen"
+            await conn.execute(
+                "INSERT INTO request_events (request_id, from_state, to_state, detail)"
+                " SELECT id, state, state, $2 FROM requests WHERE id = $1",
+                request_id,
+                reason,
+            )
+    return done is not None
+
+
+async def abandoned_holders(pool: asyncpg.Pool, me: uuid.UUID, lease: float) -> list[Holder]:
+    """Holding callers whose engine stopped or let its lease expire (never ``me``'s)."""
+    rows = await pool.fetch(
+        "SELECT r.id, r.holding_channel, r.holding_engine, r.state FROM requests r"
+        " LEFT JOIN engines g ON g.id = r.holding_engine"
+        " WHERE r.holding_channel IS NOT NULL AND r.holding_engine IS DISTINCT FROM $1"
+        " AND (g.id IS NULL OR g.stopped_at IS NOT NULL"
+        "      OR g.heartbeat_at < now() - make_interval(secs => $2))"
+        " ORDER BY r.id",
+        me,
+        lease,
+    )
+    return [
+        Holder(r["id"], r["holding_channel"], r["holding_engine"], RequestState(r["state"]))
+        for r in rows
+    ]
+
+
+async def adopt_holder(pool: asyncpg.Pool, holder: Holder, me: uuid.UUID) -> bool:
+    """Become the engine of an abandoned holding caller (compare-and-set)."""
+    taken = await pool.fetchval(
+        "UPDATE requests SET holding_engine = $3 WHERE id = $1 AND holding_channel = $2"
+        " AND holding_engine IS NOT DISTINCT FROM $4 RETURNING id",
+        holder.request_id,
+        holder.channel,
+        me,
+        holder.engine,
+    )
+    return taken is not None
+
+
+# -- what the panel and the figures show -----------------------------------------------
+@dataclass(frozen=True)
+class Waiting:
+    request_id: int
+    expert_id: int
+    client_alias: str
+    position: int
+    since: datetime
+    holding: bool
+    callback_by: datetime | None
+
+
+async def waiting_lists(pool: asyncpg.Pool, expert_id: int | None = None) -> list[Waiting]:
+    """Every waiting client in serving order, with whether they hold on the line."""
+    rows = await pool.fetch(
+        "SELECT r.id, r.expert_id, c.alias, r.created_at, r.holding_channel IS NOT NULL AS held,"
+        " r.callback_by, row_number() OVER (PARTITION BY r.expert_id ORDER BY r.priority DESC,"
+        "   r.list_rank, r.next_attempt_at, r.id) AS position"
+        " FROM requests r JOIN clients c ON c.id = r.client_id"
+        " WHERE r.state = 'waiting' AND ($1::bigint IS NULL OR r.expert_id = $1)"
+        " ORDER BY r.expert_id, position",
+        expert_id,
+    )
+    return [
+        Waiting(
+            request_id=r["id"],
+            expert_id=r["expert_id"],
+            client_alias=r["alias"],
+            position=r["position"],
+            since=r["created_at"],
+            holding=r["held"],
+            callback_by=r["callback_by"],
+        )
+        for r in rows
+    ]
+
+
+async def figures(pool: asyncpg.Pool, since: date) -> list[DayFigures]:
+    """Per day (UTC) from ``since``: calls in and what became of them, missed calls called
+    back in time. A missed call counts on the day it was missed."""
+    calls = await pool.fetch(
+        "SELECT started_at::date AS day, count(*) AS calls_in,"
+        " count(*) FILTER (WHERE bridged_at IS NOT NULL) AS answered,"
+        " count(*) FILTER (WHERE outcome IN ('abandoned', 'interrupted')) AS abandoned,"
+        " count(*) FILTER (WHERE withheld) AS withheld,"
+        " avg(extract(epoch FROM bridged_at - started_at))::float8 AS asa"
+        " FROM inbound_calls WHERE started_at >= $1 GROUP BY 1",
+        since,
+    )
+    missed = await pool.fetch(
+        "SELECT r.missed_at::date AS day, count(*) AS missed,"
+        " count(*) FILTER (WHERE cb.first <= r.callback_by) AS in_time,"
+        " count(*) FILTER (WHERE r.callback_by <= now() OR cb.first IS NOT NULL) AS due"
+        " FROM requests r LEFT JOIN LATERAL (SELECT min(a.started_at) AS first"
+        "   FROM call_attempts a WHERE a.request_id = r.id AND a.leg = 'client'"
+        "   AND a.purpose = 'connect' AND a.started_at >= r.missed_at) cb ON true"
+        " WHERE r.missed_at >= $1 GROUP BY 1",
+        since,
+    )
+    days: dict[date, dict[str, Any]] = {}
+    for r in calls:
+        days.setdefault(r["day"], {}).update(
+            calls_in=r["calls_in"],
+            answered=r["answered"],
+            abandoned=r["abandoned"],
+            withheld=r["withheld"],
+            average_answer_seconds=r["asa"],
+        )
+    for r in missed:
+        days.setdefault(r["day"], {}).update(
+            missed=r["missed"], called_back_in_time=r["in_time"], missed_due=r["due"]
+        )
+    return [DayFigures(day=day, **(_NO_CALLS | v)) for day, v in sorted(days.items())]
+
+
+_NO_CALLS: dict[str, Any] = {
+    "calls_in": 0,
+    "answered": 0,
+    "abandoned": 0,
+    "withheld": 0,
+    "average_answer_seconds": None,
+    "missed": 0,
+    "called_back_in_time": 0,
+    "missed_due": 0,
+}
