@@ -68,6 +68,25 @@ class Prompt(StrEnum):
     NO_SLOTS_TODAY = "no_slots_today"
     FROM = "from"
     TO = "to"
+    # Clients calling a service number (flows/service_line.py, flows/holding.py).
+    SERVICE_WELCOME = "service_welcome"
+    UNKNOWN_EXPERT_CODE = "unknown_expert_code"
+    EXPERT_NOT_TAKING_CALLS = "expert_not_taking_calls"
+    NOBODY_AVAILABLE = "nobody_available"
+    EXPERT_AVAILABLE_IN = "expert_available_in"
+    MINUTES = "minutes"
+    HOURS = "hours"
+    PRESS_1_CALLBACK_THEN = "press_1_callback_then"
+    WITHHELD_NUMBER = "withheld_number"
+    ALREADY_IN_LINE = "already_in_line"
+    HOLD_POSITION = "hold_position"
+    HOLD_IN_LINE = "hold_in_line"
+    HOLD_PRESS_1 = "hold_press_1"
+    CALLBACK_CONFIRMED = "callback_confirmed"
+    HOLD_EXPERT_NO_ANSWER = "hold_expert_no_answer"
+    HOLD_EXPERT_DECLINED = "hold_expert_declined"
+    HOLD_ENDED = "hold_ended"
+    EXPERT_MENU_STAR = "expert_menu_star"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

@@ -234,6 +234,13 @@ class Leg:
                 break
         return typed
 
+    async def next_key(self, timeout: float | None) -> str | None:
+        """The next key pressed (keys pressed earlier are queued) within ``timeout``, or None."""
+        try:
+            return await self._step(self._digits.get(), timeout=timeout)
+        except StepTimeout:
+            return None
+
     async def answer(self) -> None:
         """Answer a channel that came in through the dialplan."""
         try:

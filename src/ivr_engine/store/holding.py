@@ -19,6 +19,8 @@ from ivr_engine.domain.holding import RECENT_CONSULTATIONS
 from ivr_engine.domain.requests import RequestState
 
 ACTIVE = ["ringing_expert", "ringing_client", "connected"]
+# A caller leaving the line in these states keeps the request, as a callback.
+CALLBACK_STATES = ["waiting", "ringing_expert"]
 
 
 @dataclass(frozen=True)
@@ -181,30 +183,49 @@ async def place(pool: asyncpg.Pool, request_id: int, channel: str) -> Place:
 async def stop_holding(
     pool: asyncpg.Pool, request_id: int, channel: str, *, missed_minutes: float | None
 ) -> bool:
-    """The caller leaves the line; the request keeps its place as a callback. A missed call
-    (``missed_minutes`` given) is promised a call back within that long. False when the
-    channel was no longer this request's (taken into a consultation, already stopped)."""
+    """The caller leaves the line. A request not yet taken into a call (waiting, or its
+    expert being rung) keeps its place as a callback; a missed call (``missed_minutes``
+    given) is promised a call back within that long. True when it became a callback; False
+    when the channel was no longer this request's or the request had gone past that."""
     async with pool.acquire() as conn, conn.transaction():
-        done = await conn.fetchval(
+        row = await conn.fetchrow(
             "UPDATE requests SET holding_channel = NULL, holding_engine = NULL,"
-            " missed_at = CASE WHEN $3::float8 IS NULL THEN missed_at ELSE now() END,"
-            " callback_by = CASE WHEN $3::float8 IS NULL THEN callback_by"
+            " missed_at = CASE WHEN $3::float8 IS NULL OR NOT (state = ANY($4::text[]))"
+            "   THEN missed_at ELSE now() END,"
+            " callback_by = CASE WHEN $3::float8 IS NULL OR NOT (state = ANY($4::text[]))"
+            "   THEN callback_by"
             "   ELSE now() + make_interval(secs => $3::float8 * 60) END,"
             " updated_at = now()"
-            " WHERE id = $1 AND holding_channel = $2 RETURNING id",
+            " WHERE id = $1 AND holding_channel = $2 RETURNING state",
             request_id,
             channel,
             missed_minutes,
+            CALLBACK_STATES,
         )
-        if done is not None:
-            reason = "missed_call" if missed_minutes is not None else "callback_chosen"
-            await conn.execute(
-                "INSERT INTO request_events (request_id, from_state, to_state, detail)"
-                " SELECT id, state, state, $2 FROM requests WHERE id = $1",
-                request_id,
-                reason,
-            )
-    return done is not None
+        if row is None or row["state"] not in CALLBACK_STATES:
+            return False
+        reason = "missed_call" if missed_minutes is not None else "callback_chosen"
+        await conn.execute(
+            "INSERT INTO request_events (request_id, from_state, to_state, detail)"
+            " VALUES ($1, $2, $2, $3)",
+            request_id,
+            row["state"],
+            reason,
+        )
+    return True
+
+
+async def held_attempt(pool: asyncpg.Pool, request_id: int, channel_id: str) -> None:
+    """The caller's own channel becomes the request's client leg (no call placed), answered
+    now. A caller who holds again for another expert reuses the row of their channel."""
+    await pool.execute(
+        "INSERT INTO call_attempts (request_id, leg, purpose, channel_id, dial_string,"
+        " answered_at, outcome) VALUES ($1, 'client', 'inbound', $2, 'inbound', now(), 'answered')"
+        " ON CONFLICT (channel_id) DO UPDATE SET request_id = $1, answered_at = now(),"
+        " ended_at = NULL, outcome = 'answered'",
+        request_id,
+        channel_id,
+    )
 
 
 async def abandoned_holders(pool: asyncpg.Pool, me: uuid.UUID, lease: float) -> list[Holder]:
