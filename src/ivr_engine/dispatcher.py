@@ -193,6 +193,8 @@ class Dispatcher:
             await finish(self._fail(job.request_id))
         finally:
             self._forget(job.request_id)
+            if self.deps.holding is not None:  # a caller holding for it looks again
+                self.deps.holding.settled(job.request_id)
             log.info("request.flow_done", detached=flow.detached)
             structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
             self.poke()

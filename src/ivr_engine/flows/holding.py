@@ -45,9 +45,7 @@ async def take_held(deps: FlowDeps, job: Job) -> Leg | None:
     leg = await deps.holding.take(job.request_id)
     if leg is None:
         return None
-    await durably(
-        lambda: store.held_attempt(deps.pool, job.request_id, leg.id), "held attempt"
-    )
+    await durably(lambda: store.held_attempt(deps.pool, job.request_id, leg.id), "held attempt")
     await durably(lambda: store.note_call(deps.pool, leg.id, bridged=True), "inbound bridged")
     return leg
 

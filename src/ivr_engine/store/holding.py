@@ -228,17 +228,21 @@ async def held_attempt(pool: asyncpg.Pool, request_id: int, channel_id: str) -> 
     )
 
 
-async def abandoned_holders(pool: asyncpg.Pool, me: uuid.UUID, lease: float) -> list[Holder]:
-    """Holding callers whose engine stopped or let its lease expire (never ``me``'s)."""
+async def abandoned_holders(
+    pool: asyncpg.Pool, me: uuid.UUID, lease: float, *, stale_ok: bool = True
+) -> list[Holder]:
+    """Holding callers whose engine stopped or (``stale_ok``: see store.engines.abandoned)
+    let its lease expire; never ``me``'s."""
     rows = await pool.fetch(
         "SELECT r.id, r.holding_channel, r.holding_engine, r.state FROM requests r"
         " LEFT JOIN engines g ON g.id = r.holding_engine"
         " WHERE r.holding_channel IS NOT NULL AND r.holding_engine IS DISTINCT FROM $1"
         " AND (g.id IS NULL OR g.stopped_at IS NOT NULL"
-        "      OR g.heartbeat_at < now() - make_interval(secs => $2))"
+        "      OR ($3 AND g.heartbeat_at < now() - make_interval(secs => $2)))"
         " ORDER BY r.id",
         me,
         lease,
+        stale_ok,
     )
     return [
         Holder(r["id"], r["holding_channel"], r["holding_engine"], RequestState(r["state"]))
