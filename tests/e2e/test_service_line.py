@@ -1,0 +1,131 @@
+"""Clients call a service number end to end: SIPp dials in and types the expert's code with
+real RFC 2833 DTMF, holds, and is bridged to the expert's SIPp phone; or hangs up while
+holding and is called back. Asserts on what Asterisk reports over ARI and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ivr_devkit.simphones import Keys, PhoneBook, answer, no_answer
+
+from .conftest import AriObserver, Harness
+
+pytestmark = pytest.mark.e2e
+
+SERVICE = "0200000001"
+EXPERT = "+390600000161"
+CALLER = "+393330000262"
+StartHarness = Callable[..., Awaitable[Harness]]
+SERVICE_NUMBERS = {SERVICE: {"language": "en", "policy": "new_first"}}
+
+
+def _played(observer: AriObserver, channel_id: str) -> list[str]:
+    """Every media Asterisk reported starting on this channel, in order."""
+    return [
+        e["playback"]["media_uri"]
+        for e in observer.events
+        if e["type"] == "PlaybackStarted" and e["playback"]["target_uri"] == f"channel:{channel_id}"
+    ]
+
+
+async def _inbound(h: Harness, timeout: float = 20) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (row := await h.pool.fetchrow("SELECT * FROM inbound_calls")) is None:
+        assert loop.time() < deadline, "no inbound call recorded"
+        await asyncio.sleep(0.1)
+    return row
+
+
+async def _request_of(h: Harness, channel_id: str, timeout: float = 20) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await h.pool.fetchval(
+            "SELECT request_id FROM inbound_calls WHERE channel_id = $1", channel_id
+        )
+        if found is not None:
+            return int(found)
+        assert loop.time() < deadline, "the caller never joined a waiting list"
+        await asyncio.sleep(0.1)
+
+
+async def test_call_in_hold_hear_position_and_be_bridged(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    # The expert takes ~6 s to answer: the caller hears their place in line first.
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500, hangup_after_ms=14000))
+    h = await harness(service_numbers=SERVICE_NUMBERS, hold_announce_seconds=5)
+    expert_id = await h.expert(EXPERT)
+    async with AriObserver(h.info, "PlaybackStarted") as observer:
+        caller = await phones.call(
+            SERVICE,
+            from_number=CALLER.lstrip("+"),
+            keys=(Keys(f"{expert_id}#", after_ms=1500),),
+            hangup_after_ms=40000,
+        )
+        call = await _inbound(h)
+        request_id = await _request_of(h, call["channel_id"])
+        assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+        assert (await expert.finished(20)).ok
+        await caller.finished(40)
+    played = _played(observer, call["channel_id"])
+    assert "sound:ivr-engine/service_welcome" in played, played
+    assert "sound:ivr-engine/hold_position" in played, played
+    assert "number:1" in played, played  # first in line
+    assert "sound:ivr-engine/client_expert_accepted" in played, played
+    c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
+    assert c["client_channel_id"] == call["channel_id"]  # nobody dialled the client
+    assert c["billed_seconds"] >= 1
+    k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
+    assert [(a["purpose"], a["outcome"]) for a in k] == [("inbound", "completed")]
+    row = await h.pool.fetchrow("SELECT * FROM inbound_calls")
+    assert row["outcome"] == "bridged" and row["bridged_at"] is not None
+    assert row["caller"] == CALLER and not row["withheld"]
+
+
+async def test_hang_up_while_holding_is_called_back(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    await phones.phone(EXPERT, no_answer())
+    client = await phones.phone(CALLER, answer(hangup_after_ms=6000))
+    h = await harness(
+        service_numbers=SERVICE_NUMBERS,
+        hold_announce_seconds=5,
+        missed_callback_minutes=0.5,
+        retry_delay=2,
+        ring_timeout=3,
+        max_attempts=10,
+    )
+    expert_id = await h.expert(EXPERT)
+    caller = await phones.call(
+        SERVICE,
+        from_number=CALLER.lstrip("+"),
+        keys=(Keys(f"{expert_id}#", after_ms=1500),),
+        hangup_after_ms=9000,
+    )
+    call = await _inbound(h)
+    request_id = await _request_of(h, call["channel_id"])
+    await caller.finished(30)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while (r := await h.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id))[
+        "missed_at"
+    ] is None:
+        assert loop.time() < deadline, dict(r)
+        await asyncio.sleep(0.1)
+    assert r["holding_channel"] is None
+    assert r["callback_by"] - r["missed_at"] == timedelta(seconds=30)
+    # The expert answers now: the missed caller is called back at their own number.
+    await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1500))
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+    await client.finished(20)
+    k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
+    assert k and k[-1]["purpose"] == "connect" and k[-1]["started_at"] <= r["callback_by"]
+    row = await h.pool.fetchrow("SELECT * FROM inbound_calls")
+    assert row["outcome"] == "abandoned"
