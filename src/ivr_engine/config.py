@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         "fifo", description="waiting-list order for API requests and numbers without a policy"
     )
     hold_announce_seconds: float = Field(
-        30.0, ge=5, description="a holding caller hears their position this often"
+        30.0, ge=1, description="a holding caller hears their position this often"
     )
     missed_callback_minutes: float = Field(
         15.0, gt=0, description="a missed call is called back within this long"

@@ -28,6 +28,8 @@ class HoldingCalls:
 
     def __init__(self) -> None:
         self._held: dict[int, HeldCall] = {}
+        # The engine vanishes as in a crash (tests): calls are left as they are, untouched.
+        self.detached = False
 
     def add(self, call: HeldCall) -> None:
         self._held[call.request_id] = call

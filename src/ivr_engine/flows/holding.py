@@ -66,6 +66,7 @@ class HoldLine:
         self.pool = deps.pool
         self.call = call
         self.leg = call.leg
+        # The expert calls of the request the caller knows of (None: read it at start).
         self.attempts_seen: int | None = None
         self.bridged = False
         # Declined: a new request for the next available expert (holding: True), its id.
@@ -81,20 +82,21 @@ class HoldLine:
         assert registry is not None
         registry.add(self.call)
         try:
-            request_id, channel = self.call.request_id, self.leg.id
-            place = await durably(lambda: store.place(self.pool, request_id, channel), "read")
-            self.attempts_seen = place.attempts
+            if self.attempts_seen is None:  # adopted: what the expert was rung until now
+                request_id, channel = self.call.request_id, self.leg.id
+                place = await durably(lambda: store.place(self.pool, request_id, channel), "read")
+                self.attempts_seen = place.attempts
             return await self._hold()
         except Hangup:
             await self._missed()
             return "abandoned"
         except asyncio.CancelledError:
-            if not self.bridged and not self.call.taken.is_set():
+            if not (self.bridged or self.call.taken.is_set() or registry.detached):
                 await asyncio.shield(self._engine_stops())
             raise
         finally:
             registry.remove(self.call)
-            if not self.bridged:
+            if not registry.detached:
                 await asyncio.shield(self._release())
 
     async def _hold(self) -> str:
@@ -149,7 +151,7 @@ class HoldLine:
         except TRANSIENT as err:
             log.warning("holding.place_unknown", error=repr(err))
             return None
-        if place.state is not S.WAITING:
+        if place.state not in (S.WAITING, S.RINGING_EXPERT):
             return None  # being connected: no position to tell
         minutes = estimated_wait_minutes(
             place.ahead,

@@ -13,6 +13,7 @@ else                holding (flows/holding.py)
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ import structlog
 from ivr_engine.calls import Leg
 from ivr_engine.config import ServiceNumber
 from ivr_engine.domain.numbers import dialable
+from ivr_engine.domain.planning import Reason
 from ivr_engine.errors import Conflict, Hangup, IvrError
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.held import HeldCall
@@ -86,8 +88,16 @@ class ServiceLine:
             self.outcome = await self._run()
         except Hangup:
             pass
-        finally:
-            await durably(lambda: store.end_call(self.pool, self.leg.id, self.outcome), "end")
+        except asyncio.CancelledError:
+            if self.deps.holding is not None and self.deps.holding.detached:
+                raise  # a crash: the call is left as it is
+            self.outcome = "interrupted"
+            await asyncio.shield(self._end())
+            raise
+        await self._end()
+
+    async def _end(self) -> None:
+        await durably(lambda: store.end_call(self.pool, self.leg.id, self.outcome), "end")
 
     async def _run(self) -> str:
         leg = self.leg
@@ -109,7 +119,8 @@ class ServiceLine:
         av = await availability.load(self.pool, expert_id)
         now = datetime.now(UTC)
         state = av.at(now)
-        if not state.open:
+        if not state.open and state.reason is not Reason.PAUSED:
+            # Closed, outside hours or off; a pause does not close the list (as the API).
             return await self._closed(expert_id, client_id, state.next_opening, now)
         request_id = await self._join(expert_id, client_id, holding=True)
         if request_id is None:
@@ -216,6 +227,7 @@ class ServiceLine:
 
     async def _hold(self, request_id: int, client_id: int) -> str:
         hold = self.hold = HoldLine(self.deps, HeldCall(self.leg, request_id))
+        hold.attempts_seen = 0  # a new request: every expert call from now on is news
 
         async def redirect(holding: bool) -> int | None:
             # The expert declined: the next available expert of the number's category.
