@@ -25,7 +25,8 @@ SERVICE_NUMBERS = {SERVICE: {"language": "en", "policy": "new_first"}}
 
 
 def _played(observer: AriObserver, channel_id: str) -> list[str]:
-    """Every media Asterisk reported starting on this channel, in order."""
+    """Every media Asterisk reported starting on this channel, in order (a list of media is
+    one PlaybackStarted, then a PlaybackContinuing for each next item)."""
     return [
         e["playback"]["media_uri"]
         for e in observer.events
@@ -62,7 +63,7 @@ async def test_call_in_hold_hear_position_and_be_bridged(
     expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500, hangup_after_ms=14000))
     h = await harness(service_numbers=SERVICE_NUMBERS, hold_announce_seconds=5)
     expert_id = await h.expert(EXPERT)
-    async with AriObserver(h.info, "PlaybackStarted") as observer:
+    async with AriObserver(h.info, "PlaybackStarted", "PlaybackContinuing") as observer:
         caller = await phones.call(
             SERVICE,
             from_number=CALLER.lstrip("+"),
