@@ -4,7 +4,8 @@ caller's place and their move to a callback, abandoned holders, and the admin fi
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 import asyncpg
@@ -176,7 +177,8 @@ async def test_holders_of_a_stopped_engine_are_adopted_once(pool: asyncpg.Pool) 
 
 async def test_figures_per_day(pool: asyncpg.Pool) -> None:
     expert = await _expert(pool)
-    today = datetime.now(UTC).date()
+    zone = ZoneInfo("Europe/Rome")
+    today = datetime.now(zone).date()
     for channel, withheld in (("in-1", False), ("in-2", False), ("in-3", True)):
         await holding.record_call(
             pool, channel, dialled="0200", caller="" if withheld else "+39333", withheld=withheld
@@ -203,7 +205,8 @@ async def test_figures_per_day(pool: asyncpg.Pool) -> None:
     await pool.execute(
         "UPDATE requests SET callback_by = now() - interval '1 minute' WHERE id = $1", rb.id
     )
-    (day,) = await holding.figures(pool, today)
+    (day, yesterday) = await holding.figures(pool, [today, today - timedelta(days=1)], zone)
+    assert (yesterday.calls_in, yesterday.missed, yesterday.called_back_share) == (0, 0, None)
     assert (day.day, day.calls_in, day.answered, day.abandoned, day.withheld) == (
         today,
         3,

@@ -41,3 +41,10 @@ CREATE TABLE inbound_calls (
     outcome     text NOT NULL DEFAULT 'open'
 );
 CREATE INDEX inbound_calls_started ON inbound_calls (started_at);
+
+-- A caller starting or stopping to hold changes the live pages (and frees a callback for any
+-- engine's dispatcher): notify as a state move does (function of migration 0006).
+CREATE TRIGGER requests_notify_holding
+    AFTER UPDATE OF holding_channel ON requests
+    FOR EACH ROW WHEN (OLD.holding_channel IS DISTINCT FROM NEW.holding_channel)
+    EXECUTE FUNCTION notify_request_change();

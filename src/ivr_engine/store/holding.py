@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -265,86 +265,76 @@ async def adopt_holder(pool: asyncpg.Pool, holder: Holder, me: uuid.UUID) -> boo
 
 # -- what the panel and the figures show -----------------------------------------------
 @dataclass(frozen=True)
-class Waiting:
+class HoldingCaller:
     request_id: int
     expert_id: int
+    expert_alias: str
     client_alias: str
-    position: int
+    position: int  # in the expert's list, in serving order
     since: datetime
-    holding: bool
-    callback_by: datetime | None
 
 
-async def waiting_lists(pool: asyncpg.Pool, expert_id: int | None = None) -> list[Waiting]:
-    """Every waiting client in serving order, with whether they hold on the line."""
+async def holding_callers(pool: asyncpg.Pool) -> list[HoldingCaller]:
+    """Every caller on the line now, across experts, longest waiting first."""
     rows = await pool.fetch(
-        "SELECT r.id, r.expert_id, c.alias, r.created_at, r.holding_channel IS NOT NULL AS held,"
-        " r.callback_by, row_number() OVER (PARTITION BY r.expert_id ORDER BY r.priority DESC,"
-        "   r.list_rank, r.next_attempt_at, r.id) AS position"
+        "SELECT * FROM (SELECT r.id, r.expert_id, e.alias AS expert_alias, c.alias,"
+        " r.created_at, r.holding_channel, row_number() OVER (PARTITION BY r.expert_id"
+        "   ORDER BY r.priority DESC, r.list_rank, r.next_attempt_at, r.id) AS position"
         " FROM requests r JOIN clients c ON c.id = r.client_id"
-        " WHERE r.state = 'waiting' AND ($1::bigint IS NULL OR r.expert_id = $1)"
-        " ORDER BY r.expert_id, position",
-        expert_id,
+        " JOIN experts e ON e.id = r.expert_id WHERE r.state = 'waiting') w"
+        " WHERE w.holding_channel IS NOT NULL ORDER BY w.created_at, w.id"
     )
     return [
-        Waiting(
+        HoldingCaller(
             request_id=r["id"],
             expert_id=r["expert_id"],
-            client_alias=r["alias"],
+            expert_alias=r["expert_alias"],
+            client_alias=r["alias"] or "—",
             position=r["position"],
             since=r["created_at"],
-            holding=r["held"],
-            callback_by=r["callback_by"],
         )
         for r in rows
     ]
 
 
-async def figures(pool: asyncpg.Pool, since: date) -> list[DayFigures]:
-    """Per day (UTC) from ``since``: calls in and what became of them, missed calls called
-    back in time. A missed call counts on the day it was missed."""
-    calls = await pool.fetch(
-        "SELECT started_at::date AS day, count(*) AS calls_in,"
+async def figures(pool: asyncpg.Pool, days: list[date], zone: ZoneInfo) -> list[DayFigures]:
+    """Calls in per service day (in ``zone``): what became of them, and the missed calls
+    called back in time (a missed call counts on the day it was missed)."""
+    return [await _day(pool, day, zone) for day in days]
+
+
+async def _day(pool: asyncpg.Pool, day: date, zone: ZoneInfo) -> DayFigures:
+    start = datetime.combine(day, time(0), zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), zone)
+    calls = await pool.fetchrow(
+        "SELECT count(*) AS calls_in,"
         " count(*) FILTER (WHERE bridged_at IS NOT NULL) AS answered,"
         " count(*) FILTER (WHERE outcome IN ('abandoned', 'interrupted')) AS abandoned,"
         " count(*) FILTER (WHERE withheld) AS withheld,"
         " avg(extract(epoch FROM bridged_at - started_at))::float8 AS asa"
-        " FROM inbound_calls WHERE started_at >= $1 GROUP BY 1",
-        since,
+        " FROM inbound_calls WHERE started_at >= $1 AND started_at < $2",
+        start,
+        end,
     )
-    missed = await pool.fetch(
-        "SELECT r.missed_at::date AS day, count(*) AS missed,"
+    missed = await pool.fetchrow(
+        "SELECT count(*) AS missed,"
         " count(*) FILTER (WHERE cb.first <= r.callback_by) AS in_time,"
         " count(*) FILTER (WHERE r.callback_by <= now() OR cb.first IS NOT NULL) AS due"
         " FROM requests r LEFT JOIN LATERAL (SELECT min(a.started_at) AS first"
         "   FROM call_attempts a WHERE a.request_id = r.id AND a.leg = 'client'"
         "   AND a.purpose = 'connect' AND a.started_at >= r.missed_at) cb ON true"
-        " WHERE r.missed_at >= $1 GROUP BY 1",
-        since,
+        " WHERE r.missed_at >= $1 AND r.missed_at < $2",
+        start,
+        end,
     )
-    days: dict[date, dict[str, Any]] = {}
-    for r in calls:
-        days.setdefault(r["day"], {}).update(
-            calls_in=r["calls_in"],
-            answered=r["answered"],
-            abandoned=r["abandoned"],
-            withheld=r["withheld"],
-            average_answer_seconds=r["asa"],
-        )
-    for r in missed:
-        days.setdefault(r["day"], {}).update(
-            missed=r["missed"], called_back_in_time=r["in_time"], missed_due=r["due"]
-        )
-    return [DayFigures(day=day, **(_NO_CALLS | v)) for day, v in sorted(days.items())]
-
-
-_NO_CALLS: dict[str, Any] = {
-    "calls_in": 0,
-    "answered": 0,
-    "abandoned": 0,
-    "withheld": 0,
-    "average_answer_seconds": None,
-    "missed": 0,
-    "called_back_in_time": 0,
-    "missed_due": 0,
-}
+    return DayFigures(
+        day=day,
+        calls_in=calls["calls_in"],
+        answered=calls["answered"],
+        abandoned=calls["abandoned"],
+        withheld=calls["withheld"],
+        average_answer_seconds=calls["asa"],
+        missed=missed["missed"],
+        called_back_in_time=missed["in_time"],
+        missed_due=missed["due"],
+    )
