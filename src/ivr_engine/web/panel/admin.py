@@ -89,8 +89,7 @@ i18n.register(
         "admin.in.withheld": "Withheld numbers",
         "admin.in.called_back": "Missed calls called back in time",
         "admin.in_legend.calls_in": "calls to a service number that day.",
-        "admin.in_legend.answered": "calls bridged to an expert while the caller was on the"
-        " line.",
+        "admin.in_legend.answered": "calls bridged to an expert while the caller was on the line.",
         "admin.in_legend.abandoned": "callers who hung up while holding (or whose call the"
         " engine had to end): each is a missed call, called back.",
         "admin.in_legend.speed": "mean time from the start of the call to the expert, for"
