@@ -324,3 +324,27 @@ async def test_star_hands_an_expert_to_the_phone_menu(flows: StartFlows) -> None
     await _heard(h, caller, "menu_welcome")
     h.fake.hang_up(caller.id)
     await h.until_async(lambda: _outcome(h, caller), "outcome", expect="expert_menu")
+
+
+async def test_a_caller_who_hung_up_while_no_engine_ran_is_called_back(
+    flows: StartFlows,
+) -> None:
+    h = await _start(flows)
+    expert_id = await _tarot_expert(h)
+    await h.pool.execute(
+        "UPDATE experts SET paused_until = now() + interval '1 hour' WHERE id = $1", expert_id
+    )
+    caller = h.call_in(SERVICE, CLIENT)
+    await _heard(h, caller, "service_welcome")
+    h.fake.press(caller.id, f"{expert_id}#")
+    await _heard(h, caller, "hold_position")
+    request_id = await _request_of(h, caller)
+    await h.inbound.close_quietly()
+    await h.die()
+    h.fake.hang_up(caller.id)  # nobody hears it
+    second = await _start(flows, missed_callback_minutes=10)
+    assert await second.inbound.adopt_holders(second.settings.lease_seconds) == 1
+    row = await second.row(request_id)
+    assert row["holding_channel"] is None and row["state"] == "waiting"
+    assert row["callback_by"] - row["missed_at"] == timedelta(minutes=10)
+    assert await _outcome(second, caller) == "interrupted"

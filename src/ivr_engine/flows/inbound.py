@@ -94,7 +94,7 @@ class InboundCalls:
             if not await holding.adopt_holder(self.deps.pool, holder, self.engine_id):
                 continue
             taken += 1
-            leg = self.deps.calls.adopt(holder.channel, self.deps.settings.default_language)
+            leg = self.deps.calls.adopt(holder.channel, holder.language)
             await self.deps.calls.subscribe(channels=[leg.id], bridges=[])
             present = await self.deps.calls.channel_state(leg.id) is not None
             log.warning("holding.adopting", request_id=holder.request_id, present=present)

@@ -52,6 +52,7 @@ class Holder:
     channel: str
     engine: uuid.UUID | None
     state: RequestState
+    language: str  # the client's, as their service number set it
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,8 @@ async def abandoned_holders(
     """Holding callers whose engine stopped or (``stale_ok``: see store.engines.abandoned)
     let its lease expire; never ``me``'s."""
     rows = await pool.fetch(
-        "SELECT r.id, r.holding_channel, r.holding_engine, r.state FROM requests r"
-        " LEFT JOIN engines g ON g.id = r.holding_engine"
+        "SELECT r.id, r.holding_channel, r.holding_engine, r.state, c.language FROM requests r"
+        " JOIN clients c ON c.id = r.client_id LEFT JOIN engines g ON g.id = r.holding_engine"
         " WHERE r.holding_channel IS NOT NULL AND r.holding_engine IS DISTINCT FROM $1"
         " AND (g.id IS NULL OR g.stopped_at IS NOT NULL"
         "      OR ($3 AND g.heartbeat_at < now() - make_interval(secs => $2)))"
@@ -245,7 +246,13 @@ async def abandoned_holders(
         stale_ok,
     )
     return [
-        Holder(r["id"], r["holding_channel"], r["holding_engine"], RequestState(r["state"]))
+        Holder(
+            r["id"],
+            r["holding_channel"],
+            r["holding_engine"],
+            RequestState(r["state"]),
+            r["language"],
+        )
         for r in rows
     ]
 
