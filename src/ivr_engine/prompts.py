@@ -36,7 +36,6 @@ class Prompt(StrEnum):
     INVALID_KEY = "invalid_key"
     NO_CHOICE_GOODBYE = "no_choice_goodbye"
     CONNECTING_YOU = "connecting_you"
-    CLIENT_EXPERT_ACCEPTED = "client_expert_accepted"
     CLIENT_EXPERT_DECLINED = "client_expert_declined"
     CLIENT_UNREACHABLE_EXPERT = "client_unreachable_expert"
     REFUSED_GOODBYE = "refused_goodbye"
@@ -87,6 +86,8 @@ class Prompt(StrEnum):
     HOLD_EXPERT_DECLINED = "hold_expert_declined"
     HOLD_ENDED = "hold_ended"
     EXPERT_MENU_STAR = "expert_menu_star"
+    # To the client who answers, just before the bridge: short, so the expert waits little.
+    CLIENT_CONNECTING = "client_connecting"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

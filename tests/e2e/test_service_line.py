@@ -79,7 +79,7 @@ async def test_call_in_hold_hear_position_and_be_bridged(
     assert "sound:ivr-engine/service_welcome" in played, played
     assert "sound:ivr-engine/hold_position" in played, played
     assert "number:1" in played, played  # first in line
-    assert "sound:ivr-engine/client_expert_accepted" in played, played
+    assert "sound:ivr-engine/client_connecting" in played, played
     c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
     assert c["client_channel_id"] == call["channel_id"]  # nobody dialled the client
     assert c["billed_seconds"] >= 1

@@ -73,7 +73,7 @@ async def test_call_in_hold_and_be_bridged_without_dialling_the_client(
     assert consultation is not None and consultation["client_channel_id"] == caller.id
     assert _called(h, CLIENT) == []  # nobody called the client: they were on the line
     assert h.heard(caller, "hold_position") and "number:1" in caller.media
-    assert h.heard(caller, "client_expert_accepted")
+    assert h.heard(caller, "client_connecting")
     assert caller.moh_started >= 1
     h.fake.hang_up(caller.id)
     assert await h.settled(request_id, "completed") == "completed"

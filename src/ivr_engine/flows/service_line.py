@@ -133,7 +133,9 @@ class ServiceLine:
         s = self.settings
         for _ in range(s.prompt_tries):
             typed = await self.leg.collect_digits(
-                [self.media(Prompt.SERVICE_WELCOME)], max_digits=9, timeout=s.digit_timeout
+                [self.media(Prompt.SERVICE_WELCOME), self.media(Prompt.EXPERT_MENU_STAR)],
+                max_digits=9,
+                timeout=s.digit_timeout,
             )
             if typed is None or typed == "":
                 continue
