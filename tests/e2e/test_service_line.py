@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ivr_devkit.simphones import Keys, PhoneBook, answer, no_answer
+from ivr_engine.store import people
 
 from .conftest import AriObserver, Harness
 
@@ -130,3 +131,101 @@ async def test_hang_up_while_holding_is_called_back(
     assert k and k[-1]["purpose"] == "connect" and k[-1]["started_at"] <= r["callback_by"]
     row = await h.pool.fetchrow("SELECT * FROM inbound_calls")
     assert row["outcome"] == "abandoned"
+
+
+async def _pause(h: Harness, expert_id: int, paused: bool) -> None:
+    await h.pool.execute(
+        "UPDATE experts SET paused_until = CASE WHEN $2 THEN now() + interval '1 hour' END"
+        " WHERE id = $1",
+        expert_id,
+        paused,
+    )
+
+
+async def test_key_1_while_holding_is_called_back_in_place(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500))
+    client = await phones.phone(CALLER, answer(hangup_after_ms=5000))
+    h = await harness(service_numbers=SERVICE_NUMBERS, hold_announce_seconds=30)
+    expert_id = await h.expert(EXPERT)
+    await _pause(h, expert_id, True)  # the list is open, nobody is rung yet
+    async with AriObserver(h.info, "PlaybackStarted", "PlaybackContinuing") as observer:
+        caller = await phones.call(
+            SERVICE,
+            from_number=CALLER.lstrip("+"),
+            keys=(Keys(f"{expert_id}#", after_ms=1500), Keys("1", after_ms=5000)),
+            hangup_after_ms=30000,
+        )
+        call = await _inbound(h)
+        request_id = await _request_of(h, call["channel_id"])
+        assert "BYE" in (await caller.finished(40)).received  # the engine said goodbye
+    played = _played(observer, call["channel_id"])
+    assert "sound:ivr-engine/hold_press_1" in played, played
+    assert played[-1] == "sound:ivr-engine/callback_confirmed", played
+    row = await h.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
+    assert row["state"] == "waiting" and row["holding_channel"] is None
+    assert row["missed_at"] is None  # chosen, not missed
+    await _pause(h, expert_id, False)
+    assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
+    await client.finished(20)
+    k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
+    assert [a["purpose"] for a in k] == ["connect"]  # called back at their number
+    assert (await _outcome(h, call["channel_id"])) == "callback"
+
+
+async def _outcome(h: Harness, channel_id: str) -> str:
+    return str(
+        await h.pool.fetchval("SELECT outcome FROM inbound_calls WHERE channel_id = $1", channel_id)
+    )
+
+
+async def test_new_first_serves_the_new_caller_before_an_older_returning_client(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    returning_phone = "+393330000263"
+    await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500, hangup_after_ms=9000), calls=2)
+    returning = await phones.phone(returning_phone, answer())
+    h = await harness(
+        service_numbers=SERVICE_NUMBERS, priority_policy="new_first", hold_announce_seconds=30
+    )
+    expert_id = await h.expert(EXPERT)
+    await _pause(h, expert_id, True)
+    # The returning client had a consultation before, and asked first (through the API).
+    client_id = await people.client_by_phone(h.pool, returning_phone, alias="Old")
+    past = await h.pool.fetchval(
+        "INSERT INTO requests (expert_id, client_id, state) VALUES ($1, $2, 'completed')"
+        " RETURNING id",
+        expert_id,
+        client_id,
+    )
+    await h.pool.execute(
+        "INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,"
+        " expert_channel_id, client_channel_id, rate_per_minute, bridge_start, bridge_end,"
+        " billed_seconds) VALUES ($1, $2, $3, 'past', 'e', 'c', 1.50, now(), now(), 60)",
+        past,
+        expert_id,
+        client_id,
+    )
+    older = await h.request(expert_id, returning_phone, alias="Old")
+    caller = await phones.call(
+        SERVICE,
+        from_number=CALLER.lstrip("+"),
+        keys=(Keys(f"{expert_id}#", after_ms=1500),),
+        hangup_after_ms=40000,
+    )
+    call = await _inbound(h)
+    newer = await _request_of(h, call["channel_id"])
+    await _pause(h, expert_id, False)
+    assert await h.wait_state(newer, "connected", timeout=30) == "connected"
+    assert (await h.pool.fetchval("SELECT state FROM requests WHERE id = $1", older)) == "waiting"
+    assert await h.wait_state(newer, "completed", timeout=30) == "completed"
+    await caller.finished(20)
+    assert await h.wait_state(older, "completed", "client_unreachable", timeout=40)
+    await returning.finished(20)
+    first, second = await h.pool.fetch(
+        "SELECT request_id FROM consultations WHERE request_id = ANY($1::bigint[])"
+        " ORDER BY bridge_start",
+        [older, newer],
+    )
+    assert (first["request_id"], second["request_id"]) == (newer, older)
