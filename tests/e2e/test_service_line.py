@@ -60,8 +60,8 @@ async def _request_of(h: Harness, channel_id: str, timeout: float = 20) -> int:
 async def test_call_in_hold_hear_position_and_be_bridged(
     harness: StartHarness, phones: PhoneBook
 ) -> None:
-    # The expert takes ~6 s to answer: the caller hears their place in line first.
-    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500, hangup_after_ms=14000))
+    # The expert presses 1 four seconds after answering: the caller hears their place first.
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=4000, hangup_after_ms=16000))
     h = await harness(service_numbers=SERVICE_NUMBERS, hold_announce_seconds=5)
     expert_id = await h.expert(EXPERT)
     async with AriObserver(h.info, "PlaybackStarted", "PlaybackContinuing") as observer:
@@ -154,7 +154,8 @@ async def test_key_1_while_holding_is_called_back_in_place(
         caller = await phones.call(
             SERVICE,
             from_number=CALLER.lstrip("+"),
-            keys=(Keys(f"{expert_id}#", after_ms=1500), Keys("1", after_ms=5000)),
+            # 1 while the announcement's last words (or the music after it) play.
+            keys=(Keys(f"{expert_id}#", after_ms=1500), Keys("1", after_ms=10000)),
             hangup_after_ms=30000,
         )
         call = await _inbound(h)
