@@ -127,12 +127,15 @@ class HoldLine:
 
     async def _race(self, step: object) -> tuple[Outcome, str | None]:
         """``step`` (a key wait or a prompt), unless the expert takes the call or the
-        request's flow ends first."""
+        request's flow ends first: then its prompt is stopped in Asterisk (a cancelled play
+        forgets its playback, which would go on and delay what the caller hears next)."""
         work = asyncio.ensure_future(step)  # type: ignore[call-overload]
         taken = asyncio.ensure_future(self.call.taken.wait())
         wake = asyncio.ensure_future(self.call.wake.wait())
         try:
             await asyncio.wait({work, taken, wake}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                await self.leg.stop_playbacks()
         finally:
             for t in (work, taken, wake):
                 if not t.done():

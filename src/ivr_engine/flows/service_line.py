@@ -97,6 +97,8 @@ class ServiceLine:
         await self._end()
 
     async def _end(self) -> None:
+        # One summary line per call, with every key the caller pressed.
+        log.info("service_line.done", outcome=self.outcome, keys="".join(self.leg.dtmf_log))
         await durably(lambda: store.end_call(self.pool, self.leg.id, self.outcome), "end")
 
     async def _run(self) -> str:
@@ -137,6 +139,7 @@ class ServiceLine:
                 max_digits=9,
                 timeout=s.digit_timeout,
             )
+            log.info("service_line.typed", typed=typed)
             if typed is None or typed == "":
                 continue
             if typed.startswith("*"):
