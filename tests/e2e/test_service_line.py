@@ -209,16 +209,30 @@ async def test_new_first_serves_the_new_caller_before_an_older_returning_client(
         client_id,
     )
     older = await h.request(expert_id, returning_phone, alias="Old")
-    caller = await phones.call(
-        SERVICE,
-        from_number=CALLER.lstrip("+"),
-        keys=(Keys(f"{expert_id}#", after_ms=1500),),
-        hangup_after_ms=40000,
-    )
-    call = await _inbound(h)
-    newer = await _request_of(h, call["channel_id"])
-    await _pause(h, expert_id, False)
-    assert await h.wait_state(newer, "connected", timeout=30) == "connected"
+    kinds = ("PlaybackStarted", "PlaybackContinuing", "PlaybackFinished")
+    async with AriObserver(h.info, *kinds) as observer:
+        caller = await phones.call(
+            SERVICE,
+            from_number=CALLER.lstrip("+"),
+            keys=(Keys(f"{expert_id}#", after_ms=1500),),
+            hangup_after_ms=40000,
+        )
+        call = await _inbound(h)
+        newer = await _request_of(h, call["channel_id"])
+        await _pause(h, expert_id, False)
+        try:
+            await h.wait_state(newer, "connected", timeout=30)
+        except AssertionError as err:
+            seen = [
+                (
+                    e["timestamp"][11:23],
+                    e["type"],
+                    e["playback"]["media_uri"],
+                    e["playback"]["state"],
+                )
+                for e in observer.events
+            ]
+            raise AssertionError(f"{err}\n{seen}") from None
     assert (await h.pool.fetchval("SELECT state FROM requests WHERE id = $1", older)) == "waiting"
     assert await h.wait_state(newer, "completed", timeout=30) == "completed"
     await caller.finished(20)

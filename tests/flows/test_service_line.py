@@ -72,7 +72,7 @@ async def test_call_in_hold_and_be_bridged_without_dialling_the_client(
     consultation = await h.consultation(request_id)
     assert consultation is not None and consultation["client_channel_id"] == caller.id
     assert _called(h, CLIENT) == []  # nobody called the client: they were on the line
-    assert h.heard(caller, "hold_position") and "number:1" in caller.media
+    assert h.heard(caller, "hold_position")
     assert h.heard(caller, "client_connecting")
     assert caller.moh_started >= 1
     h.fake.hang_up(caller.id)
@@ -348,3 +348,22 @@ async def test_a_caller_who_hung_up_while_no_engine_ran_is_called_back(
     assert row["holding_channel"] is None and row["state"] == "waiting"
     assert row["callback_by"] - row["missed_at"] == timedelta(minutes=10)
     assert await _outcome(second, caller) == "interrupted"
+
+
+async def test_the_announcement_stops_when_the_expert_takes_the_call(flows: StartFlows) -> None:
+    h = await _start(flows, ring_timeout=3)
+    h.fake.playback_seconds = 3  # every prompt is long: the announcement is still on
+    h.fake.phone(EXPERT, answers(after=0.2, press="1"))
+    expert_id = await _tarot_expert(h)
+    caller = h.call_in(SERVICE, CLIENT)
+    await _heard(h, caller, "service_welcome")
+    h.fake.press(caller.id, f"{expert_id}#")
+    request_id = await _request_of(h, caller)
+    await _heard(h, caller, "hold_position")
+    # connecting_you (3 s) on the expert side; then "connecting you" to the caller at once,
+    # not after the rest of the announcement.
+    await h.wait_state(request_id, "connected", timeout=8)
+    stopped = [r.path for r in h.fake.requests("DELETE", "/playbacks/*")]
+    assert any(p.startswith(f"/playbacks/{caller.id}-") for p in stopped), stopped
+    h.fake.hang_up(caller.id)
+    assert await h.settled(request_id, "completed") == "completed"

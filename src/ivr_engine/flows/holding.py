@@ -25,7 +25,7 @@ from ivr_engine.calls import Leg
 from ivr_engine.domain.holding import estimated_wait_minutes
 from ivr_engine.domain.job import Job
 from ivr_engine.domain.requests import RequestState
-from ivr_engine.errors import Hangup
+from ivr_engine.errors import AriError, Hangup
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.held import HeldCall
 from ivr_engine.prompts import Prompt, sound_uri
@@ -135,7 +135,7 @@ class HoldLine:
         try:
             await asyncio.wait({work, taken, wake}, return_when=asyncio.FIRST_COMPLETED)
             if not work.done():
-                await self.leg.stop_playbacks()
+                await self._silence()
         finally:
             for t in (work, taken, wake):
                 if not t.done():
@@ -162,7 +162,9 @@ class HoldLine:
             recent_seconds=place.recent_seconds,
             default_minutes=self.settings.default_consultation_minutes,
         )
-        media = [
+        # One playback per item: Asterisk cannot stop a ``number:`` playback, so a number
+        # in a list would keep the whole rest of the list going after the expert accepted.
+        items = [
             self.media(Prompt.HOLD_POSITION),
             f"number:{place.ahead + 1}",
             self.media(Prompt.HOLD_IN_LINE),
@@ -171,23 +173,32 @@ class HoldLine:
             self.media(Prompt.HOLD_PRESS_1),
         ]
         await self.leg.stop_moh()
-        outcome, key = await self._race(
-            self.leg.collect(media, digits="1", timeout=ANNOUNCE_KEY_WAIT, tries=1)
-        )
-        if outcome is Outcome.KEY:
-            await self.leg.start_moh()
-            return key
-        await self.leg.stop_playbacks()
+        for item in items:
+            outcome, key = await self._race(
+                self.leg.collect([item], digits="1", timeout=0.01, tries=1)
+            )
+            if outcome is not Outcome.KEY or key == "1":
+                break
+        else:
+            outcome, key = await self._race(self.leg.next_key(ANNOUNCE_KEY_WAIT))
         if outcome is Outcome.WAKE:
             self.call.wake.set()  # handled by the loop
-        if outcome is Outcome.TAKEN:
-            self.call.taken.set()
-        return None
+        if outcome is not Outcome.KEY:
+            return None  # taken or woken: the loop sees it at once
+        await self.leg.start_moh()
+        return key
+
+    async def _silence(self) -> None:
+        """Stop what plays to the caller; a ``number:`` Asterisk refuses to stop ends soon."""
+        try:
+            await self.leg.stop_playbacks()
+        except AriError as err:
+            log.info("holding.prompt_not_stopped", error=str(err))
 
     async def _handed_over(self) -> str | None:
         """The expert accepted: stay silent while the acceptance flow connects the caller,
         then either the consultation owns the call, or the caller holds again."""
-        await self.leg.stop_playbacks()
+        await self._silence()
         await self.leg.stop_moh()
         self.call.quiet.set()
         gone = asyncio.ensure_future(self.leg.wait_hangup())
