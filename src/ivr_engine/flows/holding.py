@@ -212,8 +212,10 @@ class HoldLine:
         request_id, channel = self.call.request_id, self.leg.id
         place = await durably(lambda: store.place(self.pool, request_id, channel), "read")
         if place.state in (S.CONNECTED, S.COMPLETED):
+            # The consultation owns the call: its leg's events must reach it until its flow
+            # has ended and billed (then the dispatcher wakes us).
             self.bridged = True
-            await self.leg.wait_hangup()
+            await self.call.wake.wait()
             return "bridged"
         if self.leg.is_gone:
             raise Hangup(self.leg.id, self.leg.hangup_cause, self.leg.hangup_text)
