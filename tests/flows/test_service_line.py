@@ -367,3 +367,29 @@ async def test_the_announcement_stops_when_the_expert_takes_the_call(flows: Star
     assert any(p.startswith(f"/playbacks/{caller.id}-") for p in stopped), stopped
     h.fake.hang_up(caller.id)
     assert await h.settled(request_id, "completed") == "completed"
+
+
+@pytest.mark.parametrize("step", ["welcome", "code_typed", "closed_offer"])
+async def test_a_caller_hanging_up_at_a_menu_step_leaves_nothing_behind(
+    flows: StartFlows, step: str
+) -> None:
+    h = await _start(flows)
+    h.fake.playback_seconds = 0.5
+    expert_id = await _tarot_expert(h)
+    if step == "closed_offer":
+        await h.pool.execute(
+            "INSERT INTO planning_slots (expert_id, weekday, start_time, end_time)"
+            " SELECT $1, d, '00:00', '00:01' FROM generate_series(0, 6) d",
+            expert_id,
+        )
+    caller = h.call_in(SERVICE, CLIENT)
+    await _heard(h, caller, "service_welcome")
+    if step != "welcome":
+        h.fake.press(caller.id, str(expert_id))  # no # yet: the engine waits for more keys
+        if step == "closed_offer":
+            h.fake.press(caller.id, "#")
+            await _heard(h, caller, "expert_available_in")
+    h.fake.hang_up(caller.id)
+    await h.until_async(lambda: _outcome(h, caller), "outcome", expect="hung_up")
+    assert await h.pool.fetchval("SELECT count(*) FROM requests") == 0
+    assert _called(h, EXPERT) == []

@@ -146,6 +146,8 @@ class Leg:
     async def _step(self, aw: Awaitable[T], timeout: float | None) -> T:
         """Await ``aw`` unless the leg hangs up first (Hangup) or time runs out."""
         if self._gone.done():
+            if asyncio.iscoroutine(aw):
+                aw.close()  # never started: no "never awaited" warning
             raise self._gone.result()
         task = asyncio.ensure_future(aw)
         waiters: set[asyncio.Future[object]] = {task, self._gone}  # type: ignore[arg-type]
