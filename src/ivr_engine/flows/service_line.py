@@ -104,6 +104,10 @@ class ServiceLine:
     async def _run(self) -> str:
         leg = self.leg
         leg.language = self.service.language
+        # A channel that came in from the dialplan is followed only while in the application:
+        # subscribed, its ChannelDestroyed (the real hangup cause, which the consultation's
+        # watch waits for) also arrives after its StasisEnd.
+        await self.deps.calls.subscribe(channels=[leg.id], bridges=[])
         await leg.answer()
         expert_id = await self._choose()
         if expert_id is None:
