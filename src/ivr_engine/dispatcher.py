@@ -140,7 +140,7 @@ class Dispatcher:
             try:
                 while self._ready() and (job := await self._claim()) is not None:
                     self._spawn(job)
-                due = await claims.next_due(self.pool)
+                due = await claims.next_due(self.pool, self.engine_id)
                 if due is not None:
                     timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             except RETRY_LATER as err:
@@ -198,6 +198,8 @@ class Dispatcher:
             await finish(self._fail(job.request_id))
         finally:
             self._forget(job.request_id)
+            if self.deps.holding is not None:  # a caller holding for it looks again
+                self.deps.holding.settled(job.request_id)
             log.info("request.flow_done", detached=flow.detached)
             structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
             self.poke()

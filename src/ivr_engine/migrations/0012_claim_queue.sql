@@ -4,7 +4,7 @@
 -- says whether the expert is on a call (`engaged`) and when the earliest of their waiting
 -- requests is due (`waiting_since`, and `queue_due` which adds a pause and a missed-call
 -- mark). The claim takes the few free experts due first from one small index, then the
--- best due request of each from the index of that expert's list (store/claims.py).
+-- best due request of each from that expert's own list (store/claims.py).
 --
 -- Both columns are kept by a trigger on requests, in the same transaction as the change.
 -- The trigger locks the expert's row before it reads, so two transactions changing the
@@ -58,6 +58,4 @@ UPDATE experts e SET
 -- The free experts with a waiting list, the one due first first.
 CREATE INDEX experts_queue ON experts (queue_due, id)
     WHERE channel_phone AND NOT engaged AND queue_due IS NOT NULL;
--- One expert's list in the order it is served (claims.WAITING_ORDER).
-CREATE INDEX requests_waiting_order ON requests (expert_id, priority DESC, next_attempt_at, id)
-    WHERE state = 'waiting';
+-- One expert's due requests come from requests_waiting (expert_id, next_attempt_at, id).

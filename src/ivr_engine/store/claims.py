@@ -23,7 +23,9 @@ from ivr_engine.domain.job import Job
 async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job | None:
     """Take the next due request whose expert is free, moving it to ringing_expert and
     recording ``owner``, the engine that will run its call. Within an expert's list, a
-    request whose call an engine interrupted comes first. One statement, one round trip."""
+    request whose call an engine interrupted comes first, then by rank (``new_first``: new
+    clients), then by due time. A caller holding on the line is taken only by the engine
+    holding their channel. One statement, one round trip."""
     for _ in range(5):
         try:
             row = await pool.fetchrow(CLAIM_SQL, *claim_args(owner))
@@ -33,9 +35,9 @@ async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job 
     return None
 
 
-async def next_due(pool: asyncpg.Pool) -> datetime | None:
+async def next_due(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> datetime | None:
     """When the earliest request whose expert is free becomes due (None: nothing waits)."""
-    return await pool.fetchval(NEXT_DUE_SQL, *next_due_args())  # type: ignore[no-any-return]
+    return await pool.fetchval(NEXT_DUE_SQL, *next_due_args(owner))  # type: ignore[no-any-return]
 
 
 def claim_args(owner: uuid.UUID | None) -> tuple[object, ...]:
@@ -43,8 +45,8 @@ def claim_args(owner: uuid.UUID | None) -> tuple[object, ...]:
     return (CANDIDATES, owner)
 
 
-def next_due_args() -> tuple[object, ...]:
-    return ()
+def next_due_args(owner: uuid.UUID | None) -> tuple[object, ...]:
+    return (owner,)
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -63,42 +65,55 @@ def _job(row: asyncpg.Record) -> Job:
         client_alias=row["client_alias"],
         client_phone=row["client_phone"],
         client_language=row["client_language"],
+        holding_channel=row["holding_channel"],
     )
 
 
 # The order of one expert's waiting list: a request whose call the engine interrupted
-# first, then the one due first. One more ordering column goes here, in the index
-# requests_waiting_order (a migration) and nowhere else.
-WAITING_ORDER = "w.priority DESC, w.next_attempt_at, w.id"
+# first, then by rank (new_first), then the one due first. One more ordering column goes
+# here and nowhere else.
+WAITING_ORDER = "w.priority DESC, w.list_rank, w.next_attempt_at, w.id"
 # How many free experts, due first, one claim considers (each locked, SKIP LOCKED: two
 # engines claiming at once take different experts).
 CANDIDATES = 8
 
+# A caller holding on the line is connected by the engine that holds their channel ($2 in
+# the claim, $1 in next-due: the engine asking).
+_HELD_HERE = "(w.holding_channel IS NULL OR w.holding_engine IS NOT DISTINCT FROM {owner})"
+
 # Free experts (no active request, no line test ringing them, phone line on) whose list
-# holds a request due now: a request is due at its own next attempt, but not while its
-# expert is paused or marked unreachable after a missed call (experts.queue_due, migration
-# 0012, says all of that). Opening hours do not gate this: clients who joined before
-# closing time are still served.
+# holds a request due now that this engine may take: a request is due at its own next
+# attempt, but not while its expert is paused or marked unreachable after a missed call
+# (experts.queue_due, migration 0012, says all of that). Opening hours do not gate this:
+# clients who joined before closing time are still served.
 _FREE_EXPERTS = """
     WHERE e.channel_phone AND NOT e.engaged AND e.queue_due IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
                       WHERE t.expert_id = e.id AND t.result IS NULL)
+      AND EXISTS (SELECT 1 FROM requests w WHERE w.expert_id = e.id AND w.state = 'waiting'
+                  AND {held})
 """
 
 # ORDER BY ... LIMIT 1 rather than min(): the planner walks experts_queue in order and stops
-# at the first free expert (min() with the line-test anti-join scanned every expert).
-NEXT_DUE_SQL = f"SELECT e.queue_due FROM experts e {_FREE_EXPERTS} ORDER BY e.queue_due LIMIT 1"
+# at the first free expert (min() with the anti-join scanned every expert).
+NEXT_DUE_SQL = (
+    "SELECT e.queue_due FROM experts e"
+    + _FREE_EXPERTS.format(held=_HELD_HERE.format(owner="$1"))
+    + " ORDER BY e.queue_due LIMIT 1"
+)
 
 CLAIM_SQL = f"""
 WITH candidates AS (
-    SELECT e.id FROM experts e {_FREE_EXPERTS} AND e.queue_due <= now()
+    SELECT e.id FROM experts e {_FREE_EXPERTS.format(held=_HELD_HERE.format(owner="$2"))}
+      AND e.queue_due <= now()
     ORDER BY e.queue_due, e.id
     LIMIT $1
     FOR NO KEY UPDATE SKIP LOCKED
 ), picked AS (
     SELECT w.id FROM candidates x CROSS JOIN LATERAL (
-        SELECT w.id, w.priority, w.next_attempt_at FROM requests w
+        SELECT w.id, w.priority, w.list_rank, w.next_attempt_at FROM requests w
         WHERE w.expert_id = x.id AND w.state = 'waiting' AND w.next_attempt_at <= now()
+          AND {_HELD_HERE.format(owner="$2")}
         ORDER BY {WAITING_ORDER}
         LIMIT 1
     ) w
@@ -112,7 +127,7 @@ WITH candidates AS (
     RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,
               e.email AS expert_email, e.language AS expert_language, e.rate_per_minute,
               e.category, e.acceptance_ivr, r.client_id, c.alias AS client_alias,
-              c.phone AS client_phone, c.language AS client_language
+              c.phone AS client_phone, c.language AS client_language, r.holding_channel
 ), logged AS (
     INSERT INTO request_events (request_id, from_state, to_state, detail)
     SELECT id, 'waiting', 'ringing_expert', 'attempt ' || attempts FROM claimed

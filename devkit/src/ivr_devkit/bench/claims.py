@@ -120,7 +120,7 @@ async def server_times(pool: asyncpg.Pool, rounds: int) -> dict[str, float | Non
                 await tx.rollback()
             plan = await conn.fetchval(
                 "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + claims.NEXT_DUE_SQL,
-                *claims.next_due_args(),
+                *claims.next_due_args(None),
             )
             due_ms.append(_execution_ms(plan))
     return {
@@ -154,7 +154,7 @@ async def plans(pool: asyncpg.Pool) -> dict[str, str]:
             await tx.rollback()
         rows = await conn.fetch(
             "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + claims.NEXT_DUE_SQL,
-            *claims.next_due_args(),
+            *claims.next_due_args(None),
         )
         found["next_due"] = "\n".join(r[0] for r in rows)
     return found
