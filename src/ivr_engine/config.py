@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     digit_timeout: float = Field(8.0, gt=0, description="seconds to wait for a key after a prompt")
     sound_prefix: str = "ivr-engine"
     default_language: str = "en"
+    offer_fanout: int = Field(
+        3, ge=1, le=20, description="experts offered a category request at the same time"
+    )
+    request_ttl_hours: float = Field(
+        12.0, gt=0, description="a request nobody took within this long expires"
+    )
 
     pause_minutes: int = Field(20, ge=1, le=24 * 60, description="length of a pause")
     planning_number: str = Field(

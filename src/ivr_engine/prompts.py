@@ -68,6 +68,8 @@ class Prompt(StrEnum):
     NO_SLOTS_TODAY = "no_slots_today"
     FROM = "from"
     TO = "to"
+    # Category requests offered to several experts at once (flows/fanout.py).
+    ALREADY_TAKEN = "already_taken"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

@@ -70,6 +70,8 @@ _FREE = """
     WHERE w.state = 'waiting' AND e.channel_phone
       AND NOT EXISTS (SELECT 1 FROM requests a
                       WHERE a.expert_id = w.expert_id AND a.state = ANY($1::text[]))
+      AND NOT EXISTS (SELECT 1 FROM offers o  -- rung for a category request (0015)
+                      WHERE o.expert_id = w.expert_id AND o.state = 'ringing')
 """
 # A request is due at its own next attempt, but not while its expert is marked unreachable
 # after a missed call (a solicit clears that mark), nor while the expert is paused.

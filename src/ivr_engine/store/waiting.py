@@ -31,6 +31,7 @@ def view_of(row: asyncpg.Record) -> RequestView:
         next_attempt_at=row["next_attempt_at"],
         end_reason=row["end_reason"],
         created_at=row["created_at"],
+        category=row["category"],
     )
 
 
