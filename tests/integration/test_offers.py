@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from ivr_engine.errors import Conflict, NotFound
-from ivr_engine.store import claims, expiry, offers, people, waiting
+from ivr_engine.store import claims, expiry, offers, people, reports, waiting
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +238,10 @@ async def test_expected_delay(pool: asyncpg.Pool) -> None:
     # Nobody free: one request ahead, 600 s each without history, one expert.
     assert await offers.expected_delay(pool, second.id) == 1200
     assert e1
+
+
+async def test_the_operator_list_shows_category_requests(pool: asyncpg.Pool) -> None:
+    await _expert(pool, 1)
+    view = await offers.create(pool, "cartomancy", await _client(pool), None)
+    (row,) = await reports.requests(pool, states=["waiting"])
+    assert (row.id, row.expert_id, row.expert_alias) == (view.id, None, "category cartomancy")
