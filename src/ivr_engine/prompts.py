@@ -36,7 +36,6 @@ class Prompt(StrEnum):
     INVALID_KEY = "invalid_key"
     NO_CHOICE_GOODBYE = "no_choice_goodbye"
     CONNECTING_YOU = "connecting_you"
-    CLIENT_EXPERT_ACCEPTED = "client_expert_accepted"
     CLIENT_EXPERT_DECLINED = "client_expert_declined"
     CLIENT_UNREACHABLE_EXPERT = "client_unreachable_expert"
     REFUSED_GOODBYE = "refused_goodbye"
@@ -68,6 +67,8 @@ class Prompt(StrEnum):
     NO_SLOTS_TODAY = "no_slots_today"
     FROM = "from"
     TO = "to"
+    # To the client who answers, just before the bridge: short, so the expert waits little.
+    CLIENT_CONNECTING = "client_connecting"
     # Category requests offered to several experts at once (flows/fanout.py).
     ALREADY_TAKEN = "already_taken"
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from ivr_devkit.simphones import PhoneBook, answer, busy, no_answer
+from ivr_devkit.simphones import PhoneBook, PhoneResult, answer, busy, no_answer
 
 from .conftest import Harness
 
@@ -22,6 +23,21 @@ EXPERT = "+390600000101"
 CLIENT = "+393330000202"
 
 StartHarness = Callable[..., Awaitable[Harness]]
+KEY_AFTER_MS = 1500
+
+
+def _received(result: PhoneResult, kind: str) -> datetime:
+    """When the phone received its first ``kind`` message."""
+    at = next(m.at for m in result.messages if m.direction == "received" and m.kind == kind)
+    assert at is not None, result
+    return at
+
+
+def _answered_at(result: PhoneResult) -> datetime:
+    """When the phone answered (sent its 200 OK to the INVITE)."""
+    at = next(m.at for m in result.messages if m.direction == "sent" and m.kind == "200")
+    assert at is not None, result
+    return at
 
 
 async def _bridge_seen(h: Harness, request_id: int) -> dict[str, Any]:
@@ -37,9 +53,9 @@ async def _bridge_seen(h: Harness, request_id: int) -> dict[str, Any]:
 async def test_expert_accepts_and_client_hangs_up_first(
     harness: StartHarness, phones: PhoneBook
 ) -> None:
-    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=1500))
-    # The client hears "your expert accepted..." (about 4 s), then talks for about 4 s.
-    client = await phones.phone(CLIENT, answer(hangup_after_ms=8500))
+    expert = await phones.phone(EXPERT, answer("1", dtmf_delay_ms=KEY_AFTER_MS))
+    # The client hears "connecting you" (about 1.2 s), then talks for about 4 s.
+    client = await phones.phone(CLIENT, answer(hangup_after_ms=5500))
     h = await harness()
     expert_id = await h.expert(EXPERT)
     request_id = await h.request(expert_id, CLIENT)
@@ -50,10 +66,17 @@ async def test_expert_accepts_and_client_hangs_up_first(
     assert bridge["bridge_type"] == "mixing"
 
     assert await h.wait_state(request_id, "completed") == "completed"
-    assert (await expert.finished(20)).ok
-    assert (await client.finished(20)).ok
+    expert_phone = await expert.finished(20)
+    client_phone = await client.finished(20)
+    assert expert_phone.ok and client_phone.ok
+    # The client is rung on the key, while the expert hears "connecting you" (about 4 s).
+    key_at = _received(expert_phone, "ACK") + timedelta(milliseconds=KEY_AFTER_MS)
+    ring_at = _received(client_phone, "INVITE")
+    assert ring_at - key_at < timedelta(seconds=1), (key_at, ring_at)
     c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
     assert c["ended_by"] == "client"
+    # Bridged after the short announcement, not a long prompt.
+    assert c["bridge_start"] - _answered_at(client_phone) < timedelta(seconds=2.5)
     assert 2 <= c["billed_seconds"] <= 7
     assert c["bridge_end"] > c["bridge_start"]
     e, k = await h.attempts(request_id)

@@ -58,7 +58,7 @@ async def test_cel_bridge_end_matches_the_engine_and_the_phones(
 ) -> None:
     # No acceptance prompt: the expert answers and the client is called at once.
     await phones.phone(EXPERT, answer())
-    # The client hears "your expert accepted..." (about 4 s), talks, then hangs up.
+    # The client hears "connecting you" (about 1.2 s), talks, then hangs up.
     client = await phones.phone(CLIENT, answer(hangup_after_ms=6500))
     h = await harness()
     assert h.engine.settings.cel_dsn != h.engine.settings.database_url.get_secret_value()

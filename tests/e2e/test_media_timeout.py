@@ -32,9 +32,9 @@ EXPERT = "+390600000151"
 CLIENT = "+393330000252"
 RTP_TIMEOUT = 5  # asterisk-conf/sandbox/pjsip.conf, [phone-network-rtp-timeout]
 ENDPOINT = "phone-network-rtp-timeout"
-# During the client's "your expert accepted" prompt (about 4 s): the leg is bridged before
+# During the client's "connecting you" announcement (about 1.2 s): the leg is bridged before
 # Asterisk gives up on it, about RTP_TIMEOUT later.
-KEY_AFTER_MS = 3000
+KEY_AFTER_MS = 400
 PRESS_LAST_PACKET = timedelta(milliseconds=140)  # simphones.dtmf_pcap: 8 updates, 20 ms apart
 # Asterisk counts whole seconds (domain/media.py), plus room for SIPp's own scheduling.
 WHOLE_SECONDS_SLACK = timedelta(seconds=1.3)

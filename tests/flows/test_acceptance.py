@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -28,7 +29,7 @@ async def test_expert_accepts_and_hangs_up_first(flows: StartFlows) -> None:
     expert, client = h.fake.dialled(EXPERT) + h.fake.dialled(CLIENT)
     assert expert.hung_up_by == "phone" and client.hung_up_by == "engine"
     assert h.heard(expert, "offer_request_from") and h.heard(expert, "connecting_you")
-    assert h.heard(client, "client_expert_accepted")
+    assert h.heard(client, "client_connecting")
     assert expert.moh_started == 1
     assert "characters:Marco" in expert.media
     bridge_adds = h.fake.requests("POST", f"/bridges/ivr-{request_id}-bridge/addChannel")
@@ -102,7 +103,7 @@ async def test_expert_refuses_and_client_is_told(flows: StartFlows) -> None:
     (client,) = h.fake.dialled(CLIENT)
     assert h.heard(expert, "refused_goodbye")
     assert h.heard(client, "client_expert_declined")
-    assert not h.heard(client, "client_expert_accepted")
+    assert not h.heard(client, "client_connecting")
     assert (expert.hung_up_by, client.hung_up_by) == ("engine", "engine")
     row = await h.row(request_id)
     assert row["end_reason"] == "expert_refused"
@@ -221,18 +222,52 @@ async def test_expert_hangs_up_while_the_client_rings(flows: StartFlows) -> None
 
 
 async def test_expert_hangs_up_as_the_music_starts(flows: StartFlows) -> None:
-    h = await flows()
+    h = await flows(ring_timeout=5)
     h.fake.phone(EXPERT, answers(press="1"))
-    h.fake.phone(CLIENT, answers())
+    h.fake.phone(CLIENT, never_answers())
     h.fake.when("POST", "/channels/*/moh", lambda: h.fake.hang_up(h.fake.dialled(EXPERT)[0].id))
     request_id = await h.request(await h.expert())
 
     assert await h.settled(request_id, "lost") == "lost"
     assert [c.status for c in h.fake.requests("POST", "/channels/*/moh")] == [404]
-    assert h.fake.dialled(CLIENT) == []
+    # The client was already ringing (dialled on the key): its ringing is stopped.
+    (client,) = h.fake.dialled(CLIENT)
+    assert client.hung_up_by == "engine" and client.answered_at is None
     assert (await h.row(request_id))["end_reason"] == "expert_hung_up"
-    (e,) = await h.attempts(request_id)
+    e, k = await h.attempts(request_id)
     assert (e["outcome"], e["choice"], e["hangup_cause"]) == ("hung_up_before_bridge", "1", 16)
+    assert k["outcome"] == "cancelled"
+
+
+async def test_the_client_is_dialled_on_the_key_while_the_expert_holds(
+    flows: StartFlows,
+) -> None:
+    """Key 1 dials the client at once: "connecting you" and the music play while it rings,
+    and the client hears only the short announcement before the bridge."""
+    h = await flows(ring_timeout=5)
+    h.fake.playback_seconds = 0.3  # "connecting you" lasts long enough to be seen playing
+    h.fake.phone(EXPERT, answers(press="1", hang_up_in_bridge_after=0.1))
+    h.fake.phone(CLIENT, never_answers())
+    request_id = await h.request(await h.expert())
+
+    await h.fake.wait_until(lambda: bool(h.fake.dialled(CLIENT)), what="client dialled")
+    (expert,) = h.fake.dialled(EXPERT)
+    (client,) = h.fake.dialled(CLIENT)
+    await h.fake.wait_until(lambda: expert.moh_class is not None, what="music on hold")
+    (connecting,) = h.fake.requests("POST", f"/channels/{expert.id}/play/*")[1:]
+    assert connecting.params["media"] == "sound:ivr-engine/connecting_you"
+    (moh,) = h.fake.requests("POST", "/channels/*/moh")
+    # Rung while "connecting you" played, not after it.
+    assert client.created_at < moh.at - timedelta(seconds=0.2)
+    h.fake.answer(client.id)
+
+    assert await h.settled(request_id, "completed") == "completed"
+    assert client.media == ["sound:ivr-engine/client_connecting"]
+    assert expert.moh_class is None and expert.moh_started == 1
+    assert [e[1:] for e in await h.events(request_id)][2:4] == [
+        ("ringing_client", "expert_accepted"),
+        ("connected", "bridged"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -290,7 +325,7 @@ async def test_refused_originate_is_a_failed_attempt(flows: StartFlows) -> None:
     assert (await h.events(request_id))[-1] == ("ringing_expert", "waiting", "no_answer")
 
 
-async def test_client_hangs_up_during_the_accepted_prompt(flows: StartFlows) -> None:
+async def test_client_hangs_up_during_the_announcement(flows: StartFlows) -> None:
     h = await flows()
     h.fake.phone(EXPERT, answers(press="1"))
     h.fake.phone(CLIENT, answers(hang_up_after=0.01))
@@ -314,7 +349,7 @@ async def test_client_hangs_up_as_the_bridge_is_made(flows: StartFlows) -> None:
     h.fake.phone(EXPERT, answers(press="1"))
     h.fake.phone(CLIENT, answers())
     expert_id = await h.expert()
-    # The client hangs up after "your expert accepted", as the engine creates the bridge.
+    # The client hangs up after the announcement, as the engine creates the bridge.
     h.fake.when("POST", "/bridges/*", lambda: h.fake.hang_up(h.fake.dialled(CLIENT)[0].id))
     request_id = await h.request(expert_id)
 

@@ -1,5 +1,8 @@
 """The expert-acceptance flow: ring the expert, offer the request, ring the client, bridge.
 
+The client is dialled the moment the expert presses 1 (the expert hears "connecting you",
+then music); the client, once answering, hears a short announcement and is bridged.
+
 Read it top to bottom: it is the phone call. Every outcome ends in one state move of the
 request (see ivr_engine.domain.requests); legs are hung up in ``finally`` whatever happens.
 """
@@ -20,7 +23,7 @@ from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
-from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs
+from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs, Hold
 from ivr_engine.prompts import Prompt, rate_media
 from ivr_engine.store import consultations, waiting
 from ivr_engine.store.retry import durably
@@ -105,18 +108,20 @@ class AcceptanceFlow(CallLegs):
         return collect.result()
 
     async def _connect(self, expert: Leg) -> None:
-        job = self.job
+        """The expert pressed 1: the client is dialled at once, while the expert hears
+        "connecting you" and then music."""
         await self._move(S.RINGING_EXPERT, S.RINGING_CLIENT, "expert_accepted")
+        prompt = self.media(Prompt.CONNECTING_YOU) if self.job.acceptance_ivr else None
+        hold = Hold(expert, prompt)
         try:
-            if job.acceptance_ivr:
-                await expert.play(self.media(Prompt.CONNECTING_YOU))
-            await expert.start_moh()
-        except Hangup:
-            await expert.destroyed(timeout=HANGUP_BUDGET)
-            await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
-            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
-            return
+            await self._client_stage(expert, hold)
+        finally:
+            await hold.close()
 
+    async def _client_stage(self, expert: Leg, hold: Hold) -> None:
+        """Ring the client for an expert on ``hold``; announce and bridge, or tell the expert
+        why not. Every outcome moves the request out of RINGING_CLIENT."""
+        job = self.job
         client = await self._dial("client", "connect", job.client_phone, job.client_language)
         answered = asyncio.ensure_future(client.answered(timeout=self.settings.ring_timeout + 10))
         expert_gone = asyncio.ensure_future(expert.wait_hangup())
@@ -127,6 +132,7 @@ class AcceptanceFlow(CallLegs):
         if not answered.done():
             # The expert left while the client's phone rang: stop ringing it.
             answered.cancel()
+            await asyncio.gather(answered, return_exceptions=True)
             await self._hang_up(client)
             await expert.destroyed(timeout=HANGUP_BUDGET)
             await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
@@ -137,7 +143,7 @@ class AcceptanceFlow(CallLegs):
             answered.result()
         except OriginateFailed as err:
             await self._attempt_failed(client, err)
-            await expert.stop_moh()
+            await hold.end()
             await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
             await self._end_attempt(expert, "client_unreachable", choice="1")
             await self._move(S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer")
@@ -145,10 +151,12 @@ class AcceptanceFlow(CallLegs):
         await self._answered(client)
 
         try:
-            await client.play(self.media(Prompt.CLIENT_EXPERT_ACCEPTED))
+            await client.play(self.media(Prompt.CLIENT_CONNECTING))
         except Hangup:
+            await hold.end()
             await self._client_left(expert, client)
             return
+        await hold.end()
         if expert.is_gone:
             await self._expert_left(expert, client)
             return
@@ -168,7 +176,6 @@ class AcceptanceFlow(CallLegs):
     async def _client_left(self, expert: Leg, client: Leg) -> None:
         """The client hung up after answering, before the bridge: lost, nobody blamed."""
         await self._end_attempt(client, "hung_up_before_bridge")
-        await expert.stop_moh()
         await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
         await self._end_attempt(expert, "client_hung_up_before_bridge", choice="1")
         await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
@@ -185,7 +192,6 @@ class AcceptanceFlow(CallLegs):
         bridge_id = f"ivr-{job.request_id}-bridge"
         await self.calls.create_bridge(bridge_id)
         try:
-            await expert.stop_moh()
             try:
                 await self.calls.add_to_bridge(bridge_id, expert, client)
             except AriError:

@@ -171,5 +171,44 @@ class CallLegs:
             pass
 
 
+class Hold:
+    """What a caller hears while the other party is rung: a prompt (or none), then music.
+
+    It starts at once, beside the dialling, and is ended (prompt or music stopped) before
+    the bridge or a goodbye. ``close`` is for ``finally``: it only cancels the task.
+    """
+
+    def __init__(self, leg: Leg, prompt: str | None) -> None:
+        self.leg = leg
+        self._over = False
+        self._task = asyncio.create_task(self._run(prompt), name=f"hold-{leg.id}")
+
+    async def _run(self, prompt: str | None) -> None:
+        if prompt is not None:
+            await self.leg.play(prompt)
+        if not self._over:
+            await self.leg.start_moh()
+
+    async def end(self) -> None:
+        """Stop the prompt or the music; a leg that has hung up is not an error."""
+        if self._over:
+            return
+        self._over = True
+        try:
+            if not self._task.done():
+                await self.leg.stop_playbacks()  # the prompt ends; no music follows it
+                await asyncio.wait({self._task}, timeout=HANGUP_BUDGET)
+        finally:
+            await self.close()
+        if not self.leg.is_gone:
+            await self.leg.stop_moh()
+
+    async def close(self) -> None:
+        self._over = True
+        if not self._task.done():
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
