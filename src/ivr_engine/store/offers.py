@@ -255,6 +255,25 @@ async def of_request(pool: asyncpg.Pool, request_id: int) -> list[asyncpg.Record
     )
 
 
+async def recent(pool: asyncpg.Pool, limit: int = 20) -> list[asyncpg.Record]:
+    """The newest category requests (for the staff): their state, who took each, and who
+    was offered it with the outcome of each offer (``offered``: alias/state pairs, oldest
+    first)."""
+    return list(
+        await pool.fetch(
+            "SELECT r.id, r.category, r.state, r.end_reason, r.created_at,"
+            " k.alias AS client_alias, w.alias AS taken_by,"
+            " coalesce((SELECT array_agg(e.alias || ': ' || o.state ORDER BY o.id)"
+            "           FROM offers o JOIN experts e ON e.id = o.expert_id"
+            "           WHERE o.request_id = r.id), '{}') AS offered"
+            " FROM requests r JOIN clients k ON k.id = r.client_id"
+            " LEFT JOIN experts w ON w.id = r.expert_id"
+            " WHERE r.category IS NOT NULL ORDER BY r.id DESC LIMIT $1",
+            limit,
+        )
+    )
+
+
 async def _tell_client(
     conn: asyncpg.Connection, request_id: int, row: asyncpg.Record, kind: str, reason: str
 ) -> None:

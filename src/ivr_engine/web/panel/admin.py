@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ivr_engine.store import admin as store
 from ivr_engine.store import live as live_store
+from ivr_engine.store import offers
 from ivr_engine.web import live
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.panel import admin_experts as experts
@@ -29,7 +30,10 @@ async def overview(request: web.Request) -> web.Response:
     zone = ZoneInfo(SERVICE_ZONE)
     figures = await store.day_figures(pool, datetime.now(zone).date(), zone)
     calls = await live_store.all_active(pool)
-    return page(request, "admin.html", calls=calls, figures=figures, tz=SERVICE_ZONE)
+    category = await offers.recent(pool)
+    return page(
+        request, "admin.html", calls=calls, figures=figures, category=category, tz=SERVICE_ZONE
+    )
 
 
 async def live_fragment(request: web.Request) -> web.Response:
@@ -58,6 +62,11 @@ def add_routes(app: web.Application) -> None:
 i18n.register(
     en={
         "admin.title": "Service overview",
+        "admin.category_requests": "Category requests",
+        "admin.category_empty": "No category request yet.",
+        "admin.col.request": "Request",
+        "admin.col.offered": "Offered to",
+        "admin.col.taken_by": "Taken by",
         "admin.live": "Calls in progress",
         "admin.live_note": "This list updates by itself.",
         "admin.live_empty": "No call in progress.",
@@ -161,6 +170,11 @@ i18n.register(
     },
     it={
         "admin.title": "Panoramica del servizio",
+        "admin.category_requests": "Richieste per categoria",
+        "admin.category_empty": "Nessuna richiesta per categoria.",
+        "admin.col.request": "Richiesta",
+        "admin.col.offered": "Proposta a",
+        "admin.col.taken_by": "Presa da",
         "admin.live": "Chiamate in corso",
         "admin.live_note": "Questa lista si aggiorna da sola.",
         "admin.live_empty": "Nessuna chiamata in corso.",
