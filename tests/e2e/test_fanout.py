@@ -93,7 +93,8 @@ async def test_every_expert_refuses_then_a_request_expires(
     await _experts(h)
     request_id = await _ask(h)
     assert await h.wait_state(request_id, "refused") == "refused"
-    assert all((await p.finished(20)).ok for p in refusing)
+    for phone in refusing:
+        assert (await phone.finished(20)).ok
     row = await h.pool.fetchrow(
         "SELECT end_reason, expert_id FROM requests WHERE id = $1", request_id
     )

@@ -82,8 +82,10 @@ CREATE TRIGGER requests_offer_guard BEFORE INSERT OR UPDATE OF state, expert_id 
           AND NEW.state IN ('ringing_expert', 'ringing_client', 'connected'))
     EXECUTE FUNCTION requests_offer_guard();
 
--- Offers still ringing end when their request goes back to waiting, is bridged or ends (a
--- crashed engine's offers included): the experts are free again.
+-- Offers still ringing end when their request goes back to waiting or ends (a crashed
+-- engine's offers included): the experts are free again. Not at the bridge: an expert who
+-- lost the race may still be hearing "already taken" then, and their flow ends the offer
+-- once their phone is hung up.
 CREATE FUNCTION release_offers() RETURNS trigger AS $$
 BEGIN
     UPDATE offers SET state = 'released', ended_at = clock_timestamp(),
@@ -95,7 +97,8 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER requests_release_offers AFTER UPDATE OF state ON requests
     FOR EACH ROW
-    WHEN (NEW.category IS NOT NULL AND NEW.state NOT IN ('ringing_expert', 'ringing_client'))
+    WHEN (NEW.category IS NOT NULL
+          AND NEW.state NOT IN ('ringing_expert', 'ringing_client', 'connected'))
     EXECUTE FUNCTION release_offers();
 
 -- An offer ending frees its expert: wake the dispatchers (and the expert's live pages).
