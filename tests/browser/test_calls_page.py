@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from ivr_engine.store import offers
 from tests.browser.conftest import Site, shot
 
 pytestmark = pytest.mark.browser
@@ -100,3 +101,28 @@ async def test_the_page_keeps_updating_after_the_listen_connection_is_cut(site: 
         )
         == 1
     )
+
+
+async def test_a_category_request_offered_to_the_expert_shows_live_with_its_outcome(
+    site: Site,
+) -> None:
+    anna = await site.expert("+390600000331", "anna@example.org", category="cartomancy")
+    page = await site.sign_in("anna@example.org")
+    await expect(page.locator("#live-calls")).to_have_attribute("data-live", "open")
+    await expect(page.locator("#offered-list")).to_have_count(0)
+    status, body = await site.api(
+        "POST",
+        "/api/v1/requests",
+        {"category": "cartomancy", "client_phone": "+393330000331", "client_alias": "Marco"},
+    )
+    assert status == 201, body
+    # What the fan-out does when it rings her (Asterisk is away here).
+    job = await offers.claim_next(site.pool, None, 3)
+    assert job is not None and [c.expert_id for c in job.candidates] == [anna]
+
+    row = page.locator(f"#offered-list tr[data-offer-id='{job.candidates[0].offer_id}']")
+    await expect(row).to_contain_text("cartomancy")  # no reload: the event stream brought it
+    await expect(row).to_contain_text("Marco")
+    await expect(row.locator(".outcome")).to_have_text("ringing now")
+    await offers.end_offer(site.pool, job.candidates[0].offer_id, "refused")
+    await expect(row.locator(".outcome")).to_have_text("you refused it")

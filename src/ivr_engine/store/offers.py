@@ -255,6 +255,20 @@ async def of_request(pool: asyncpg.Pool, request_id: int) -> list[asyncpg.Record
     )
 
 
+async def of_expert(pool: asyncpg.Pool, expert_id: int, limit: int = 10) -> list[asyncpg.Record]:
+    """The category requests last offered to an expert, newest first (their panel)."""
+    return list(
+        await pool.fetch(
+            "SELECT o.id, o.request_id, r.category, k.id AS client_id, k.alias AS client_alias,"
+            " o.state, o.offered_at FROM offers o JOIN requests r ON r.id = o.request_id"
+            " JOIN clients k ON k.id = r.client_id WHERE o.expert_id = $1"
+            " ORDER BY o.id DESC LIMIT $2",
+            expert_id,
+            limit,
+        )
+    )
+
+
 async def recent(pool: asyncpg.Pool, limit: int = 20) -> list[asyncpg.Record]:
     """The newest category requests (for the staff): their state, who took each, and who
     was offered it with the outcome of each offer (``offered``: alias/state pairs, oldest

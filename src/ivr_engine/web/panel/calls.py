@@ -15,6 +15,7 @@ from aiohttp import web
 from ivr_engine.domain.planning import Channel
 from ivr_engine.errors import Conflict, NotFound
 from ivr_engine.store import live as live_store
+from ivr_engine.store import offers
 from ivr_engine.store import planning as planning_store
 from ivr_engine.web import live
 from ivr_engine.web.deps import DEPS
@@ -29,7 +30,8 @@ async def _context(request: web.Request) -> dict[str, Any]:
     me = expert_id(request)
     calls = await live_store.expert_calls(pool, me)
     av = await planning_store.load(pool, me)
-    return {"calls": calls, "availability": av.at(datetime.now(UTC)), "av": av}
+    offered = await offers.of_expert(pool, me)
+    return {"calls": calls, "availability": av.at(datetime.now(UTC)), "av": av, "offered": offered}
 
 
 async def calls_page(request: web.Request) -> web.Response:
@@ -99,6 +101,19 @@ i18n.register(
         "calls.idle": "You are not on a call.",
         "calls.for": "for",
         "calls.waiting": "Waiting list",
+        "calls.offered": "Category requests offered to you",
+        "calls.offered_help": "Offered to several experts at once: the first to press 1 takes"
+        " the client.",
+        "calls.col.category": "Category",
+        "calls.col.offered_at": "Offered at",
+        "calls.col.outcome": "Outcome",
+        "calls.offer.ringing": "ringing now",
+        "calls.offer.won": "you took it",
+        "calls.offer.taken": "taken by another expert",
+        "calls.offer.refused": "you refused it",
+        "calls.offer.no_answer": "not answered",
+        "calls.offer.released": "withdrawn",
+        "calls.offer.handed_back": "handed back",
         "calls.empty": "Nobody is waiting.",
         "calls.position": "Position",
         "calls.client": "Client",
@@ -131,6 +146,19 @@ i18n.register(
         "calls.idle": "Non sei in chiamata.",
         "calls.for": "da",
         "calls.waiting": "Lista d'attesa",
+        "calls.offered": "Richieste per categoria proposte a te",
+        "calls.offered_help": "Proposte a più esperti insieme: il primo che preme 1 prende il"
+        " cliente.",
+        "calls.col.category": "Categoria",
+        "calls.col.offered_at": "Proposta alle",
+        "calls.col.outcome": "Esito",
+        "calls.offer.ringing": "squilla ora",
+        "calls.offer.won": "l'hai presa tu",
+        "calls.offer.taken": "presa da un altro esperto",
+        "calls.offer.refused": "l'hai rifiutata",
+        "calls.offer.no_answer": "senza risposta",
+        "calls.offer.released": "ritirata",
+        "calls.offer.handed_back": "restituita",
         "calls.empty": "Nessuno è in attesa.",
         "calls.position": "Posizione",
         "calls.client": "Cliente",
