@@ -60,6 +60,7 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self.idle = asyncio.Event()
+        self._keep_state: set[int] = set()  # cancelled flows whose request the canceller moves
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
@@ -72,10 +73,14 @@ class Dispatcher:
     def draining(self) -> bool:
         return self._closing
 
-    async def cancel_request(self, request_id: int) -> None:
-        """Stop the flow of a request (the client left): its legs are hung up."""
+    async def cancel_request(self, request_id: int, *, put_back: bool = True) -> None:
+        """Stop the flow of a request (the client left): its legs are hung up. With
+        ``put_back`` False the request's state is left as it is: the caller moves it next
+        (a hand-back), and nothing may claim it again in between."""
         task = self.tasks.get(request_id)
         if task is not None:
+            if not put_back:
+                self._keep_state.add(request_id)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -215,7 +220,7 @@ class Dispatcher:
         try:
             await flow.run()
         except asyncio.CancelledError:
-            if not flow.detached:
+            if not flow.detached and request_id not in self._keep_state:
                 await finish(self._put_back(request_id))
             raise
         except Exception:
@@ -223,6 +228,7 @@ class Dispatcher:
             await finish(self._fail(request_id))
         finally:
             self._forget(request_id)
+            self._keep_state.discard(request_id)
             log.info("request.flow_done", detached=flow.detached)
             structlog.contextvars.unbind_contextvars("request_id", *context)
             self.poke()

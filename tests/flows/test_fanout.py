@@ -4,6 +4,8 @@ experts at once, the first to press 1 wins, the others hear "already taken" and 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ivr_engine.store import offers
@@ -37,8 +39,9 @@ async def test_two_press_1_a_few_ms_apart_one_wins_the_others_hear_already_taken
     flows: StartFlows,
 ) -> None:
     h = await flows(connect=False)
-    h.fake.phone(EXPERTS[0], answers(press="1", hang_up_in_bridge_after=0.2))
-    h.fake.phone(EXPERTS[1], answers(press="1", press_delay=0.005, hang_up_in_bridge_after=0.2))
+    # Keys 5 ms apart, once every phone has answered and heard the offer begin.
+    h.fake.phone(EXPERTS[0], answers(press="1", press_delay=0.2, hang_up_in_bridge_after=0.2))
+    h.fake.phone(EXPERTS[1], answers(press="1", press_delay=0.205, hang_up_in_bridge_after=0.2))
     h.fake.phone(EXPERTS[2], answers())  # listens, presses nothing
     h.fake.phone(CLIENT, answers())
     request_id, experts = await _category_request(h)
@@ -140,3 +143,44 @@ async def test_the_client_leaving_releases_every_ringing_expert_at_once(
         await h.pool.fetchval("SELECT count(*) FROM experts WHERE unreachable_until IS NOT NULL")
         == 0
     )
+
+
+async def test_the_winner_hands_it_back_while_the_client_rings_then_it_goes_to_the_others(
+    flows: StartFlows,
+) -> None:
+    h = await flows(connect=False, ring_timeout=5)
+    h.fake.phone(EXPERTS[0], answers(press="1"))
+    h.fake.phone(EXPERTS[1], answers())  # listens; loses the race
+    h.fake.phone(CLIENT, never_answers())
+    request_id, experts = await _category_request(h, 2)
+    await h.connect()
+    await h.wait_state(request_id, "ringing_client")
+    await h.fake.wait_until(
+        lambda: len(h.fake.dialled(CLIENT)) == 1 and not h.fake.dialled(EXPERTS[1])[0].alive,
+        what="the client rung, the other expert told and hung up",
+    )
+    for _ in range(500):  # the offer is ended just after the hang-up
+        if (await _offers(h, request_id))[experts[1]] == "taken":
+            break
+        await asyncio.sleep(0.01)
+    h.fake.phone(EXPERTS[1], answers(press="3"))  # offered again, refuses
+
+    # As the panel's button does (RequestActions.hand_back): the call, then the store.
+    await h.dispatcher.cancel_request(request_id, put_back=False)
+    assert (await h.row(request_id))["state"] == "ringing_client"  # left for the hand-back
+    view = await offers.hand_back(h.pool, request_id, experts[0], "not my field")
+    assert (view.state.value, view.expert_id) == ("waiting", None)
+
+    # Back in distribution, never to the expert who handed it back: the other refuses.
+    assert await h.settled(request_id, "refused") == "refused"
+    (client,) = h.fake.dialled(CLIENT)
+    assert not client.alive and client.hung_up_by == "engine"
+    assert len(h.fake.dialled(EXPERTS[0])) == 1 and len(h.fake.dialled(EXPERTS[1])) == 2
+    rows = await offers.of_request(h.pool, request_id)
+    assert [(r["expert_id"], r["state"], r["reason"]) for r in rows] == [
+        (experts[0], "handed_back", "not my field"),
+        (experts[1], "taken", ""),
+        (experts[1], "refused", ""),
+    ]
+    assert (await h.row(request_id))["end_reason"] == "all_refused"
+    assert await h.consultation(request_id) is None

@@ -133,6 +133,12 @@ class AcceptanceFlow(CallLegs):
             expert_gone = asyncio.ensure_future(expert.wait_hangup())
             try:
                 await asyncio.wait({answered, expert_gone}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Cancelled while the client rings (the client left, a hand-back): the
+                # ringing is ended by the clean-up; its outcome is nobody's business now.
+                answered.cancel()
+                await asyncio.gather(answered, return_exceptions=True)
+                raise
             finally:
                 expert_gone.cancel()
             if not answered.done():

@@ -178,6 +178,56 @@ async def win(pool: asyncpg.Pool, request_id: int, offer_id: int, expert_id: int
             return False
 
 
+async def check_hand_back(pool: asyncpg.Pool, request_id: int, expert_id: int) -> None:
+    """NotFound / Conflict as ``hand_back`` would raise them, changing nothing."""
+    state = await pool.fetchval(
+        "SELECT state FROM requests WHERE id = $1 AND expert_id = $2 AND category IS NOT NULL",
+        request_id,
+        expert_id,
+    )
+    if state is None:
+        raise NotFound(f"request {request_id} is not a category request of expert {expert_id}")
+    if state != S.RINGING_CLIENT:
+        raise Conflict(f"request {request_id} is {state}: it can no longer be handed back")
+
+
+async def hand_back(
+    pool: asyncpg.Pool, request_id: int, expert_id: int, reason: str
+) -> RequestView:
+    """The expert who won a category request cannot help after all (from the panel, while
+    the client is being called): the request goes back to distribution at the head of the
+    list, without an expert, and is never offered to this expert again. NotFound: not a
+    category request this expert won; Conflict: too late (bridged or ended)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT state FROM requests WHERE id = $1 AND expert_id = $2"
+            " AND category IS NOT NULL FOR UPDATE",
+            request_id,
+            expert_id,
+        )
+        if row is None:
+            raise NotFound(f"request {request_id} is not a category request of expert {expert_id}")
+        if row["state"] != S.RINGING_CLIENT:
+            raise Conflict(
+                f"request {request_id} is {row['state']}: it can no longer be handed back"
+            )
+        await conn.execute(
+            "UPDATE offers SET state = 'handed_back', reason = $3, ended_at = clock_timestamp()"
+            " WHERE request_id = $1 AND expert_id = $2 AND state = 'won'",
+            request_id,
+            expert_id,
+            reason,
+        )
+        await conn.execute(
+            "UPDATE requests SET expert_id = NULL, owner = NULL, priority = true,"
+            " next_attempt_at = now() WHERE id = $1",
+            request_id,
+        )
+        return await move_in(
+            conn, request_id, S.RINGING_CLIENT, S.WAITING, f"handed_back: {reason}"
+        )
+
+
 async def end_offer(pool: asyncpg.Pool, offer_id: int, state: str, reason: str = "") -> None:
     """An offer is over for its expert (their phone is hung up): taken, refused, no_answer
     or released. An offer already ended keeps its first outcome."""
@@ -260,7 +310,8 @@ async def of_expert(pool: asyncpg.Pool, expert_id: int, limit: int = 10) -> list
     return list(
         await pool.fetch(
             "SELECT o.id, o.request_id, r.category, k.id AS client_id, k.alias AS client_alias,"
-            " o.state, o.offered_at FROM offers o JOIN requests r ON r.id = o.request_id"
+            " o.state, o.offered_at, r.state AS request_state"
+            " FROM offers o JOIN requests r ON r.id = o.request_id"
             " JOIN clients k ON k.id = r.client_id WHERE o.expert_id = $1"
             " ORDER BY o.id DESC LIMIT $2",
             expert_id,

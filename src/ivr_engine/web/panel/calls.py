@@ -72,6 +72,23 @@ async def solicit(request: web.Request) -> web.Response:
     return redirect("/panel?done=calling")
 
 
+async def hand_back(request: web.Request) -> web.Response:
+    """The expert took a category request but cannot help: back to distribution, with why."""
+    request_id = parse_id(request.match_info["request_id"])
+    reason = " ".join(str((await request.post()).get("reason", "")).split())[:200]
+    if request_id is None:
+        return problem(request, 404, "error.not_found")
+    if not reason:
+        return redirect("/panel?done=hand_back_reason")
+    try:
+        await request.app[DEPS].actions.hand_back(request_id, expert_id(request), reason)
+    except NotFound:
+        return problem(request, 404, "error.not_found")
+    except Conflict:
+        return redirect("/panel?done=too_late")
+    return redirect("/panel?done=handed_back")
+
+
 async def refuse_all_confirm(request: web.Request) -> web.Response:
     calls = await live_store.expert_calls(request.app[DEPS].pool, expert_id(request))
     return page(request, "refuse_all.html", count=len(calls.waiting))
@@ -87,6 +104,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/panel/live/calls", calls_fragment)
     app.router.add_get("/panel/events", events)
     app.router.add_post("/panel/requests/{request_id}/solicit", solicit)
+    app.router.add_post("/panel/requests/{request_id}/hand-back", hand_back)
     app.router.add_get("/panel/refuse-all", refuse_all_confirm)
     app.router.add_post("/panel/refuse-all", refuse_all)
 
@@ -114,6 +132,10 @@ i18n.register(
         "calls.offer.no_answer": "not answered",
         "calls.offer.released": "withdrawn",
         "calls.offer.handed_back": "handed back",
+        "calls.hand_back": "Hand back",
+        "calls.hand_back_reason": "Why you cannot help",
+        "calls.done.handed_back": "The request went back to the other experts.",
+        "calls.done.hand_back_reason": "Say why you hand the request back.",
         "calls.empty": "Nobody is waiting.",
         "calls.position": "Position",
         "calls.client": "Client",
@@ -159,6 +181,10 @@ i18n.register(
         "calls.offer.no_answer": "senza risposta",
         "calls.offer.released": "ritirata",
         "calls.offer.handed_back": "restituita",
+        "calls.hand_back": "Restituisci",
+        "calls.hand_back_reason": "Perché non puoi aiutare",
+        "calls.done.handed_back": "La richiesta è tornata agli altri esperti.",
+        "calls.done.hand_back_reason": "Scrivi perché restituisci la richiesta.",
         "calls.empty": "Nessuno è in attesa.",
         "calls.position": "Posizione",
         "calls.client": "Cliente",
