@@ -88,8 +88,9 @@ CREATE TRIGGER requests_offer_guard BEFORE INSERT OR UPDATE OF state, expert_id 
 -- once their phone is hung up.
 CREATE FUNCTION release_offers() RETURNS trigger AS $$
 BEGIN
-    UPDATE offers SET state = 'released', ended_at = clock_timestamp(),
-                      reason = 'request ' || NEW.state
+    -- An expert still on the line when a request someone else won has ended lost the race.
+    UPDATE offers SET state = CASE WHEN NEW.expert_id IS NOT NULL THEN 'taken' ELSE 'released' END,
+                      ended_at = clock_timestamp(), reason = 'request ' || NEW.state
     WHERE request_id = NEW.id AND state = 'ringing';
     RETURN NULL;
 END;
