@@ -245,3 +245,34 @@ async def test_the_operator_list_shows_category_requests(pool: asyncpg.Pool) -> 
     view = await offers.create(pool, "cartomancy", await _client(pool), None)
     (row,) = await reports.requests(pool, states=["waiting"])
     assert (row.id, row.expert_id, row.expert_alias) == (view.id, None, "category cartomancy")
+
+
+async def test_hand_back_only_by_the_winner_and_only_while_the_client_is_called(
+    pool: asyncpg.Pool,
+) -> None:
+    e1, e2 = await _expert(pool, 1), await _expert(pool, 2)
+    own = await waiting.create(pool, e2, await _client(pool, 9))
+    view = await offers.create(pool, "cartomancy", await _client(pool), None)
+    with pytest.raises(NotFound):  # nobody won it yet
+        await offers.check_hand_back(pool, view.id, e1)
+    with pytest.raises(NotFound):  # not a category request
+        await offers.check_hand_back(pool, own.id, e2)
+    job = await offers.claim_next(pool, None, 3)
+    assert job is not None
+    won = next(c for c in job.candidates if c.expert_id == e1)
+    assert await offers.win(pool, view.id, won.offer_id, e1)
+    with pytest.raises(Conflict):  # still ringing_expert: the key was just pressed
+        await offers.hand_back(pool, view.id, e1, "x")
+    await waiting.move(pool, view.id, offers.S.RINGING_EXPERT, offers.S.RINGING_CLIENT)
+    with pytest.raises(NotFound):  # not theirs
+        await offers.hand_back(pool, view.id, e2, "x")
+    await offers.check_hand_back(pool, view.id, e1)
+    back = await offers.hand_back(pool, view.id, e1, "not my field")
+    assert (back.state.value, back.expert_id) == ("waiting", None)
+    states = {
+        r["expert_id"]: (r["state"], r["reason"]) for r in await offers.of_request(pool, view.id)
+    }
+    assert states[e1] == ("handed_back", "not my field")
+    assert states[e2][0] == "released"  # still ringing when it came back: not a lost race
+    job = await offers.claim_next(pool, None, 3)  # back in distribution, without e1
+    assert job is not None and [c.expert_id for c in job.candidates] == [e2]
