@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ivr_devkit.simphones import PhoneBook, answer
+from ivr_devkit.simphones import PhoneBook, answer, busy
 
 from .conftest import AriObserver, Harness
 
@@ -123,3 +123,24 @@ async def test_every_expert_refuses_then_a_request_expires(
         )
         == 0
     )
+
+
+async def test_the_client_busy_at_first_is_called_again_and_bridged(
+    harness: StartHarness, phones: PhoneBook
+) -> None:
+    expert = await phones.phone(EXPERTS[0], answer("1", dtmf_delay_ms=1500))
+    client = await phones.phone(CLIENT, busy())
+    h = await harness(client_attempts=3, client_retry_delay=2)
+    await _experts(h)
+    await h.pool.execute("DELETE FROM experts WHERE phone <> $1", EXPERTS[0])
+    request_id = await _ask(h)
+    assert "486" in (await client.finished(30)).sent  # busy on the first call
+    again = await phones.replace(CLIENT, answer(hangup_after_ms=2000))
+
+    assert await h.wait_state(request_id, "completed") == "completed"
+    assert (await again.finished(20)).ok and (await expert.finished(20)).ok
+    calls = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
+    assert [(a["outcome"], a["hangup_cause"]) for a in calls][:1] == [("busy", 17)]
+    assert len(calls) == 2 and calls[1]["outcome"] == "completed"
+    gap = (calls[1]["started_at"] - calls[0]["ended_at"]).total_seconds()
+    assert gap >= 2  # IVR_CLIENT_RETRY_DELAY, the expert holding meanwhile
