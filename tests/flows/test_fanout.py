@@ -184,3 +184,46 @@ async def test_the_winner_hands_it_back_while_the_client_rings_then_it_goes_to_t
     ]
     assert (await h.row(request_id))["end_reason"] == "all_refused"
     assert await h.consultation(request_id) is None
+
+
+async def test_a_socket_drop_during_the_offer_blames_no_expert_and_offers_it_again(
+    flows: StartFlows,
+) -> None:
+    h = await flows(connect=False, digit_timeout=0.2, prompt_tries=2)
+    for phone in EXPERTS[:2]:
+        h.fake.phone(phone, answers())  # presses nothing by itself
+    h.fake.playback_seconds = 0.2  # time to drop the socket while the offer plays
+    request_id, experts = await _category_request(h, 2)
+    await h.connect()
+    await h.fake.wait_until(
+        lambda: (
+            all(c.played for p in EXPERTS[:2] for c in h.fake.dialled(p))
+            and len(h.fake.dialled(EXPERTS[0])) == len(h.fake.dialled(EXPERTS[1])) == 1
+        ),
+        what="the offer playing to both",
+    )
+    for phone in EXPERTS[:2]:
+        h.fake.phone(phone, answers(press="3"))  # the next round: both refuse
+
+    h.fake.refuse_websockets()
+    await h.fake.drop_websockets()
+    await h.until(lambda: not h.ari.connected.is_set(), "the engine to see the socket drop")
+    h.fake.refuse_websockets(False)
+
+    assert await h.settled(request_id, "refused", timeout=10) == "refused"
+    for phone in EXPERTS[:2]:
+        first, second = h.fake.dialled(phone)
+        assert first.media[-1].endswith("/call_interrupted") and first.hung_up_by == "engine"
+        assert h.heard(second, "refused_goodbye")
+    rows = await offers.of_request(h.pool, request_id)
+    assert sorted((r["state"], r["reason"]) for r in rows) == [
+        ("refused", ""),
+        ("refused", ""),
+        ("released", "engine_gap"),
+        ("released", "engine_gap"),
+    ]
+    assert (
+        await h.pool.fetchval("SELECT count(*) FROM experts WHERE unreachable_until IS NOT NULL")
+        == 0
+    )
+    assert experts

@@ -43,6 +43,10 @@ class _Taken(Exception):
     """Another expert won the request while this one was ringing or listening."""
 
 
+class _Gap(Exception):
+    """The ARI event socket dropped during the offer: a key may have been lost."""
+
+
 class FanoutFlow(CallLegs):
     def __init__(self, deps: FlowDeps, job: FanoutJob) -> None:
         super().__init__(deps, job.request_id)
@@ -115,6 +119,16 @@ class FanoutFlow(CallLegs):
                 choice = await self._unless_taken(self._offer(c, expert))
             except Hangup:
                 choice = ""
+            except _Gap:
+                # A key pressed while the event socket was down is lost: the engine's gap
+                # is not the expert's missed call. Sorry, goodbye; offered again next round.
+                await self._say_and_hangup(expert, Prompt.CALL_INTERRUPTED)
+                await self._end_attempt(expert, "interrupted")
+                await durably(
+                    lambda: offers.end_offer(self.pool, c.offer_id, "released", "engine_gap"),
+                    "offer end",
+                )
+                return None
             if choice == "1":
                 if await durably(
                     lambda: offers.win(self.pool, self.request_id, c.offer_id, c.expert_id),
@@ -138,6 +152,22 @@ class FanoutFlow(CallLegs):
         return None
 
     async def _offer(self, c: Candidate, expert: Leg) -> str:
+        """The offer and its keys; _Gap if the event socket drops meanwhile."""
+        collect = asyncio.ensure_future(self._collect(c, expert))
+        gap = asyncio.ensure_future(self.calls.ari.next_reconnection())
+        try:
+            await asyncio.wait({collect, gap}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gap.cancel()
+            if not collect.done():
+                collect.cancel()
+            await asyncio.gather(gap, collect, return_exceptions=True)
+        if collect.cancelled():
+            await expert.stop_playbacks()
+            raise _Gap
+        return collect.result()
+
+    async def _collect(self, c: Candidate, expert: Leg) -> str:
         media = [
             self.media(Prompt.OFFER_REQUEST_FROM),
             f"characters:{_spellable(self.job.client_alias)}",
