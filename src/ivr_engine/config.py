@@ -77,6 +77,21 @@ class Settings(BaseSettings):
     digit_timeout: float = Field(8.0, gt=0, description="seconds to wait for a key after a prompt")
     sound_prefix: str = "ivr-engine"
     default_language: str = "en"
+    # Answering-machine detection (Asterisk's AMD()) of experts without the accept-by-key
+    # prompt: passed as AMD()'s arguments. The README explains the trade-off.
+    amd_initial_silence_ms: int = Field(
+        2500, ge=100, le=60000, description="silence before any word longer than this: machine"
+    )
+    amd_greeting_ms: int = Field(
+        1500, ge=100, le=60000, description="speech of the greeting longer than this: machine"
+    )
+    amd_after_greeting_silence_ms: int = Field(
+        800, ge=100, le=60000, description="silence this long after the greeting: a person"
+    )
+    amd_total_analysis_ms: int = Field(
+        5000, ge=500, le=60000, description="no decision within this long: not a person"
+    )
+    amd_max_words: int = Field(3, ge=1, le=100, description="more words than this: machine")
     offer_fanout: int = Field(
         3, ge=1, le=20, description="experts offered a category request at the same time"
     )
@@ -101,6 +116,11 @@ class Settings(BaseSettings):
     )
     pin_quiet_hours: float = Field(
         24.0, gt=0, description="wrong PINs are forgotten after this long without one"
+    )
+    line_test_required_hours: float = Field(
+        0.0,
+        ge=0,
+        description="going available needs a passed line test this recent (0: not needed)",
     )
 
     # Restarts, crashes and several engines
@@ -166,6 +186,17 @@ class Settings(BaseSettings):
             commission_percent=self.commission_percent,
             granularity_seconds=self.billing_granularity,
             minimum_seconds=self.billing_minimum,
+        )
+
+    @property
+    def amd_arguments(self) -> str:
+        """AMD()'s arguments (initialSilence, greeting, afterGreetingSilence,
+        totalAnalysisTime, minimumWordLength, betweenWordsSilence, maximumNumberOfWords);
+        the empty ones keep amd.conf's values."""
+        return (
+            f"{self.amd_initial_silence_ms},{self.amd_greeting_ms},"
+            f"{self.amd_after_greeting_silence_ms},{self.amd_total_analysis_ms},,,"
+            f"{self.amd_max_words}"
         )
 
     @property

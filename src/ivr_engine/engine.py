@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import signal
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.errors import IvrError
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.inbound import InboundCalls
+from ivr_engine.flows.line_test import LineTests
 from ivr_engine.lease import Lease
 from ivr_engine.mail import OutboxConfig, OutboxSender
 from ivr_engine.recovery import Recovery
@@ -67,6 +69,7 @@ class Engine:
         self.dispatcher: Dispatcher | None = None
         self.mailer: OutboxSender | None = None
         self.inbound: InboundCalls | None = None
+        self.line_tests: LineTests | None = None
         self.lease: Lease | None = None
         self.recovery: Recovery | None = None
         self._runner: web.AppRunner | None = None
@@ -102,11 +105,17 @@ class Engine:
             # ended unwatched, and the engine must start even while that database is away.
             self._cel_pool = await asyncpg.create_pool(s.cel_dsn, min_size=0, max_size=2)
         deps = FlowDeps(settings=s, pool=pool, calls=self.calls, cel_pool=self._cel_pool)
+        self.line_tests = LineTests(deps, owner=lease.id, lease=s.lease_seconds)
+        deps = replace(deps, line_test=self.line_tests.start)
         self.dispatcher = dispatcher = Dispatcher(
             deps, ready=self.ari.connected.is_set, engine_id=lease.id
         )
         self.recovery = Recovery(dispatcher, engine_id=lease.id, lease=s.lease_seconds)
-        self.actions = RequestActions(pool, cancel_flow=dispatcher.cancel_request)
+        self.actions = RequestActions(
+            pool,
+            cancel_flow=dispatcher.cancel_request,
+            line_test_hours=s.line_test_required_hours,
+        )
         self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
         self.inbound = InboundCalls(deps)
         self.listener.on(REQUESTS, dispatcher.poke)
@@ -128,6 +137,7 @@ class Engine:
                 hub=self.hub,
                 health=self.health,
                 metrics=self.telemetry,
+                line_test=self.line_tests.start,
             )
             self._runner = web.AppRunner(make_app(web_deps), access_log=None)
             await self._runner.setup()
@@ -145,6 +155,8 @@ class Engine:
         assert self.dispatcher is not None and self.lease is not None
         if self.recovery is not None:
             self.recovery.kick(stale_ok=self.lease.trusted())
+        if self.line_tests is not None:
+            self.line_tests.kick_recovery(stale_ok=self.lease.trusted())
         if self.dispatcher._loop_task is None and not self.dispatcher.draining:
             self.dispatcher.start()
         self.dispatcher.poke()
@@ -152,6 +164,8 @@ class Engine:
     def _recover(self, stale_ok: bool) -> None:
         if self.recovery is not None and self.ari.connected.is_set():
             self.recovery.kick(stale_ok=stale_ok)
+        if self.line_tests is not None and self.ari.connected.is_set():
+            self.line_tests.kick_recovery(stale_ok=stale_ok)
 
     def _watched(self) -> list[int]:
         """Requests whose bridge this engine is watching now (none while ARI is away)."""
@@ -164,8 +178,10 @@ class Engine:
         give calls not yet bridged ``deadline`` seconds, then end them politely."""
         log.info("engine.draining", deadline=deadline)
         self.draining = True  # /readyz: a load balancer sends no new work here
-        if self.dispatcher is not None:
-            await self.dispatcher.drain(deadline)
+        drains = [self.dispatcher.drain(deadline)] if self.dispatcher is not None else []
+        if self.line_tests is not None:
+            drains.append(self.line_tests.drain(deadline))
+        await asyncio.gather(*drains)
 
     async def health(self) -> dict[str, Any]:
         db_ok = False
@@ -198,6 +214,8 @@ class Engine:
             await self.recovery.close()
         if self.dispatcher is not None:
             await self.dispatcher.close()
+        if self.line_tests is not None:
+            await self.line_tests.close()
         if self.inbound is not None:
             await self.inbound.close()
         if self.lease is not None:

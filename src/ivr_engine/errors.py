@@ -14,7 +14,9 @@ IvrError
 ├── StoreError                  PostgreSQL-side failures the caller can act on
 │   ├── NotFound                unknown expert / client / request
 │   ├── Conflict                the expert is not taking calls, or the request moved on
-│   │   └── ListClosed          the expert's waiting list is closed now (reason, next opening)
+│   │   ├── ListClosed          the expert's waiting list is closed now (reason, next opening)
+│   │   ├── LineTestRefused     a line test cannot start now (in a call, one already running)
+│   │   └── LineTestRequired    going available needs a passed line test first
 │   └── InvalidTransition       a request state change that the rules forbid
 ├── SoundRenderError            espeak-ng / sox could not render a prompt (sounds.py)
 ├── MailError                   an email could not be handed to the SMTP server
@@ -115,6 +117,35 @@ class ListClosed(Conflict):
         super().__init__(f"expert {expert_id} is not taking calls: {reason}{opening}")
         self.reason = reason
         self.next_opening = next_opening
+
+
+class LineTestRefused(Conflict):
+    """A line test cannot start now: ``reason`` is ``in_call`` (the expert is being rung or
+    is in a consultation), ``running`` (a test is already under way) or ``stopping`` (this
+    engine is shutting down)."""
+
+    def __init__(self, expert_id: int, reason: str) -> None:
+        said = {
+            "in_call": "is being called or is in a consultation",
+            "running": "already has a line test in progress",
+            "stopping": "cannot be tested now: the engine is stopping",
+        }.get(reason, reason)
+        super().__init__(f"expert {expert_id} {said}")
+        self.reason = reason
+
+
+class LineTestRequired(Conflict):
+    """The expert may not go available without a passed line test in the last ``hours``."""
+
+    def __init__(self, expert_id: int, hours: float, last_passed: datetime | None) -> None:
+        when = f"last passed {last_passed.isoformat()}" if last_passed else "never passed"
+        super().__init__(
+            f"expert {expert_id} needs a passed line test in the last {hours:g} hours"
+            f" before going available ({when})"
+        )
+        self.reason = "line_test_required"
+        self.hours = hours
+        self.last_passed = last_passed
 
 
 class InvalidTransition(StoreError):

@@ -67,6 +67,14 @@ class Prompt(StrEnum):
     NO_SLOTS_TODAY = "no_slots_today"
     FROM = "from"
     TO = "to"
+    # The expert's line self-test (flows/line_test.py), and the phone menu's key 0.
+    LINE_TEST_CALLING = "line_test_calling"
+    LINE_TEST_MESSAGE = "line_test_message"
+    LINE_TEST_PASSED = "line_test_passed"
+    LINE_TEST_NO_KEY = "line_test_no_key"
+    LINE_TEST_IN_CALL = "line_test_in_call"
+    LINE_TEST_RUNNING = "line_test_running"
+    LINE_TEST_REQUIRED = "line_test_required"
     # To the client who answers, just before the bridge: short, so the expert waits little.
     CLIENT_CONNECTING = "client_connecting"
     # Category requests offered to several experts at once (flows/fanout.py).

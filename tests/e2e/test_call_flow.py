@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ivr_devkit.simphones import PhoneBook, PhoneResult, answer, busy, no_answer
+from ivr_devkit.simphones import HELLO, PhoneBook, PhoneResult, answer, busy, no_answer
 
 from .conftest import Harness
 
@@ -117,7 +117,8 @@ async def test_invalid_key_then_valid_key(harness: StartHarness, phones: PhoneBo
 async def test_acceptance_ivr_disabled_bridges_on_answer(
     harness: StartHarness, phones: PhoneBook
 ) -> None:
-    await phones.phone(EXPERT, answer(hangup_after_ms=6000))
+    # A person says hello (answering-machine detection, test_machine_detection.py).
+    await phones.phone(EXPERT, answer(greeting=HELLO, hangup_after_ms=6000))
     await phones.phone(CLIENT, answer())
     h = await harness()
     request_id = await h.request(await h.expert(EXPERT, ivr=False), CLIENT)

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from ivr_devkit.sandbox import Sandbox, SandboxInfo
-from ivr_devkit.simphones import PhoneBook, answer
+from ivr_devkit.simphones import HELLO, PhoneBook, answer
 from ivr_engine.ari.models import parse_ari_time
 from ivr_engine.store import cel
 
@@ -56,8 +56,9 @@ async def _cel_rows(pool: asyncpg.Pool, channel_id: str, since: datetime) -> lis
 async def test_cel_bridge_end_matches_the_engine_and_the_phones(
     harness: Callable[..., Awaitable[Harness]], phones: PhoneBook, cel_pool: asyncpg.Pool
 ) -> None:
-    # No acceptance prompt: the expert answers and the client is called at once.
-    await phones.phone(EXPERT, answer())
+    # No acceptance prompt: the expert answers, says hello (answering-machine detection) and
+    # the client is called.
+    await phones.phone(EXPERT, answer(greeting=HELLO))
     # The client hears "connecting you" (about 1.2 s), talks, then hangs up.
     client = await phones.phone(CLIENT, answer(hangup_after_ms=6500))
     h = await harness()

@@ -15,7 +15,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from ivr_devkit.simphones import PhoneBook, answer
+from ivr_devkit.simphones import HELLO, PhoneBook, answer
 from ivr_engine.domain.media import (
     RTP_TIMEOUT_CAUSE,
     SOFTHANGUP_DEV,
@@ -43,8 +43,9 @@ WHOLE_SECONDS_SLACK = timedelta(seconds=1.3)
 async def test_a_silent_leg_is_hung_up_by_asterisk_with_cause_44(
     harness: Callable[..., Awaitable[Harness]], phones: PhoneBook, cel_pool: asyncpg.Pool
 ) -> None:
-    # No acceptance prompt: the expert answers and the client is called at once.
-    await phones.phone(EXPERT, answer())
+    # No acceptance prompt: the expert answers, says hello (answering-machine detection) and
+    # the client is called.
+    await phones.phone(EXPERT, answer(greeting=HELLO))
     client = await phones.phone(CLIENT, answer("5", dtmf_delay_ms=KEY_AFTER_MS))
     routes = phones.routes()
     routes[CLIENT] = client.dial_string.replace("PJSIP/phone-network/", f"PJSIP/{ENDPOINT}/")

@@ -20,6 +20,11 @@ POST     /channels/{id}/play/{playbackId}         media (comma separated), lang;
                                                   409, 412
 POST     /channels/{id}/moh?mohClass=             204, 404, 409, 412
 DELETE   /channels/{id}/moh                       204, 404, 409, 412
+POST     /channels/{id}/variable?variable=&value= 204, 400 (no name), 404, 409
+POST     /channels/{id}/continue?context=         204, 404, 409, 412: the channel leaves the
+                                                  application for the dialplan (StasisEnd);
+                                                  context ivr-amd is played as the shipped one
+                                                  (below), any other hangs the channel up
 GET      /playbacks/{id}, DELETE /playbacks/{id}  200/204, 404
 GET      /bridges, /bridges/{id}                  200, 404
 POST     /bridges/{id}?type=                      create: 200; an existing one given a type: 500
@@ -37,8 +42,11 @@ reports its ChannelDestroyed. Events emitted while no WebSocket of the applicati
 lost, as with Asterisk.
 
 Scripting, per dialled number: ``fake.phone(number, answers(press="1",
-hang_up_in_bridge_after=0.3))``, ``never_answers()``, ``busy()``, ``refuses(500)``; a number
-with no script is unallocated (cause 1). Playbacks end after ``playback_seconds`` (20 ms).
+hang_up_in_bridge_after=0.3))``, ``never_answers()``, ``busy()``, ``refuses(500)``,
+``voicemail()``; a number with no script is unallocated (cause 1). Playbacks end after
+``playback_seconds`` (20 ms). The dialplan's answering-machine detection (context ivr-amd of
+asterisk_conf/extensions.conf) takes the phone's ``amd_seconds`` and brings the channel back
+with ``StasisStart`` args ``["amd", STATUS, CAUSE]`` from its ``amd`` (a person by default).
 
 Controls: ``answer``/``press``/``hang_up`` (a phone acts now); ``drop_websockets`` and
 ``refuse_websockets`` (the event socket); ``fail(method, path, status=)`` (REST errors);
@@ -141,6 +149,10 @@ class Phone:
     hang_up_after: float | None = None
     hang_up_in_bridge_after: float | None = None
     refuse_status: int | None = None
+    # What AMD() in the dialplan says of whoever answers, after listening this long (None:
+    # the channel never comes back from the dialplan).
+    amd: tuple[str, str] = ("HUMAN", "HUMAN-1000-800")
+    amd_seconds: float | None = 0.05
 
 
 def answers(
@@ -151,6 +163,8 @@ def answers(
     key_gap: float = 0.05,
     hang_up_after: float | None = None,
     hang_up_in_bridge_after: float | None = None,
+    amd: tuple[str, str] = ("HUMAN", "HUMAN-1000-800"),
+    amd_seconds: float | None = 0.05,
 ) -> Phone:
     return Phone(
         ring=after,
@@ -159,7 +173,14 @@ def answers(
         key_gap=key_gap,
         hang_up_after=hang_up_after,
         hang_up_in_bridge_after=hang_up_in_bridge_after,
+        amd=amd,
+        amd_seconds=amd_seconds,
     )
+
+
+def voicemail(*, after: float = 0.02, amd_seconds: float = 0.05) -> Phone:
+    """An answering machine: answers, presses nothing; AMD() hears a long greeting."""
+    return answers(after=after, amd=("MACHINE", "LONGGREETING-1520-1500"), amd_seconds=amd_seconds)
 
 
 def never_answers(*, network_gives_up_after: float | None = None) -> Phone:
@@ -270,6 +291,8 @@ class FakeChannel:
         self.played: list[list[str]] = []  # the media of every play request
         self.moh_started = 0
         self.keys_pressed = ""
+        self.variables: dict[str, str] = {}  # set by the engine (POST .../variable)
+        self.continued: list[str] = []  # the dialplan contexts it was sent to
         self.hung_up_by: str | None = None  # "engine" (DELETE), "phone", "network", "crash"
         self._pressing = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -332,6 +355,24 @@ class FakeChannel:
         self.ari.emit(self.app, "StasisStart", channel=self.snapshot(), args=self.args)
         if self.phone.hang_up_after is not None:
             self._later(self.phone.hang_up_after, self.hang_up)
+
+    def continue_in_dialplan(self, context: str) -> None:
+        """The engine sent the channel to the dialplan: it leaves the application."""
+        self.continued.append(context)
+        self.in_stasis = False
+        self.ari.emit(self.app, "StasisEnd", channel=self.snapshot())
+        if context != "ivr-amd":
+            self._later(0, lambda: self.end(NORMAL_CLEARING, by="dialplan"))
+        elif self.phone.amd_seconds is not None:
+            self._later(self.phone.amd_seconds, self._back_from_detection)
+
+    def _back_from_detection(self) -> None:
+        """ivr-amd: AMD() has decided; Stasis(app,amd,AMDSTATUS,AMDCAUSE)."""
+        if not self.alive:
+            return
+        self.in_stasis = True
+        self.args = ["amd", *self.phone.amd]
+        self.ari.emit(self.app, "StasisStart", channel=self.snapshot(), args=self.args)
 
     def press(self, digits: str) -> None:
         """The phone presses keys now."""
@@ -496,6 +537,8 @@ class FakeAri:
         r.add_post("/ari/channels/{channel_id}/play/{playback_id}", self._play)
         r.add_post("/ari/channels/{channel_id}/moh", self._start_moh)
         r.add_delete("/ari/channels/{channel_id}/moh", self._stop_moh)
+        r.add_post("/ari/channels/{channel_id}/variable", self._set_variable)
+        r.add_post("/ari/channels/{channel_id}/continue", self._continue)
         r.add_get("/ari/playbacks/{playback_id}", self._get_playback)
         r.add_delete("/ari/playbacks/{playback_id}", self._stop_playback)
         r.add_get("/ari/bridges", self._list_bridges)
@@ -937,6 +980,26 @@ class FakeAri:
         if channel is None:
             return error or _error(500, "no channel")
         channel.moh_class = None
+        return _no_content()
+
+    async def _set_variable(self, request: web.Request) -> web.Response:
+        name = request.query.get("variable", "")
+        if not name:
+            return _error(400, "Variable name is required")
+        channel = self.channels.get(request.match_info["channel_id"])
+        if channel is None:
+            return _error(404, "Channel not found")
+        if not channel.in_stasis:
+            return _error(409, "Channel not in Stasis application")
+        channel.variables[name] = request.query.get("value", "")
+        return _no_content()
+
+    async def _continue(self, request: web.Request) -> web.Response:
+        channel, error = self._control(request.match_info["channel_id"])
+        if channel is None:
+            return error or _error(500, "no channel")
+        loop = asyncio.get_running_loop()  # on the channel's thread, just after the answer
+        loop.call_soon(channel.continue_in_dialplan, request.query.get("context", ""))
         return _no_content()
 
     # -- playbacks ---------------------------------------------------------------------------

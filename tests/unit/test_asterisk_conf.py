@@ -50,6 +50,8 @@ def test_every_snippet_is_filled_from_the_settings() -> None:
         section(out["extensions.conf"], "ivr-inbound")["exten"]
     )
     assert section(out["prometheus.conf"], "general")["enabled"] == ["yes"]
+    amd = section(out["extensions.conf"], "ivr-amd")["same"]
+    assert "n(verdict),Stasis(consult,amd,${AMDSTATUS},${AMDCAUSE})" in amd
 
 
 def test_a_placeholder_without_a_value_is_refused() -> None:

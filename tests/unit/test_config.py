@@ -87,3 +87,19 @@ def test_cel_database_defaults_to_the_engine_database(tmp_path: Path) -> None:
     with cfg.open("a") as out:
         out.write("IVR_CEL_DATABASE_URL=postgresql://u@127.0.0.1/asterisk_cel\n")
     assert load_settings(cfg).cel_dsn == "postgresql://u@127.0.0.1/asterisk_cel"
+
+
+def test_amd_settings_become_amd_arguments(tmp_path: Path) -> None:
+    cfg = tmp_path / "ivr.env"
+    base = (
+        "IVR_DATABASE_URL=postgresql://u@127.0.0.1/engine\n"
+        "IVR_ARI_PASSWORD=a\nIVR_AMI_SECRET=b\nIVR_API_TOKEN=c\nIVR_LINK_SECRET=l\n"
+    )
+    cfg.write_text(base)
+    # AMD()'s positional arguments; the two empty ones keep amd.conf's word lengths.
+    assert load_settings(cfg).amd_arguments == "2500,1500,800,5000,,,3"
+    cfg.write_text(base + "IVR_AMD_GREETING_MS=2000\nIVR_AMD_MAX_WORDS=5\n")
+    assert load_settings(cfg).amd_arguments == "2500,2000,800,5000,,,5"
+    cfg.write_text(base + "IVR_AMD_TOTAL_ANALYSIS_MS=0\n")
+    with pytest.raises(ConfigError, match="IVR_AMD_TOTAL_ANALYSIS_MS"):
+        load_settings(cfg)

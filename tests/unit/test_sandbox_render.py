@@ -164,6 +164,20 @@ def test_dialplan_hands_calls_to_stasis_with_fallback(rendered: dict[str, str]) 
     assert fallback["same"][-1].endswith("Hangup()")
 
 
+def test_dialplan_sends_answers_through_machine_detection(rendered: dict[str, str]) -> None:
+    amd = section(rendered["extensions.conf"], "ivr-amd")
+    steps = amd["exten"] + amd["same"]
+    assert steps[0].startswith("s,1,GotoIf($[${IFMODULE(app_amd.so)}]?detect)")
+    assert "n(detect),AMD(${IVR_AMD})" in steps
+    assert "n(verdict),Stasis(ivr-engine,amd,${AMDSTATUS},${AMDCAUSE})" in steps
+    assert "Set(AMDSTATUS=UNAVAILABLE)" in " ".join(steps)
+    # app_amd declines to load without amd.conf, and nothing may noload it.
+    assert section(rendered["amd.conf"], "general")["silence_threshold"] == ["256"]
+    modules = section(rendered["modules.conf"], "modules")
+    assert {"app_amd.so", "func_module.so"} <= set(modules["load"])
+    assert not {"app_amd.so", "func_module.so"} & set(modules["noload"])
+
+
 def test_ports_from_env_are_used(creds: Secrets) -> None:
     ports = Ports.from_env({"IVR_SANDBOX_HTTP_PORT": "28088", "IVR_SANDBOX_SIP_PORT": "25060"})
     rendered = render_configs(ports, creds)

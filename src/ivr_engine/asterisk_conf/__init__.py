@@ -35,6 +35,7 @@ TEMPLATES: tuple[str, ...] = (
     "cel.conf",
     "cel_pgsql.conf",
     "extensions.conf",
+    "amd.conf",
 )
 # A value Asterisk would cut or misread: ';' starts a comment, a line break ends the option.
 _UNSAFE = re.compile(r"[;\r\n]|^\s|\s$")

@@ -222,7 +222,7 @@ class CallControl:
         if leg is None:
             return
         if isinstance(event, StasisStart):
-            leg._on_stasis_start(event.timestamp)
+            leg._on_stasis_start(event.timestamp, event.args)
         elif isinstance(event, ChannelDtmfReceived):
             leg._on_digit(event.digit)
         elif isinstance(event, PlaybackFinished):
@@ -234,7 +234,7 @@ class CallControl:
             # cause (see domain/media.py): only ChannelDestroyed has the real one then.
             leg._on_hangup_request(None if event.soft else event.cause)
         elif isinstance(event, StasisEnd):
-            leg._on_gone(leg.hangup_cause, leg.hangup_text, event.timestamp)
+            leg._on_stasis_end(event.timestamp)
 
     async def resync(self) -> None:
         """After (re)connecting: events of the gap are lost, so ask Asterisk what still exists."""

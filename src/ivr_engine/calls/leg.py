@@ -3,6 +3,9 @@
 ``await leg.play(...)`` / ``await leg.collect(...)`` wait for ARI events routed to this leg
 by :class:`~ivr_engine.calls.control.CallControl`. When the channel hangs up, whatever step
 is waiting raises :class:`~ivr_engine.errors.Hangup`; flows never poll.
+
+A leg may leave the application for a while on purpose: :meth:`Leg.detect_machine` sends it
+to the dialplan's answering-machine detection, and it comes back with the verdict.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,6 +30,31 @@ T = TypeVar("T")
 # Longest any single prompt may take before we consider its PlaybackFinished lost.
 PLAYBACK_BUDGET = 120.0
 
+# The shipped dialplan's answering-machine detection (asterisk_conf/extensions.conf): it runs
+# AMD(${IVR_AMD}) and comes back with Stasis(<app>,amd,${AMDSTATUS},${AMDCAUSE}).
+MACHINE_DETECTION_CONTEXT = "ivr-amd"
+MACHINE_DETECTION_VARIABLE = "IVR_AMD"
+MACHINE_DETECTION_ARG = "amd"
+
+
+@dataclass(frozen=True)
+class MachineVerdict:
+    """What Asterisk's AMD() said of the far end: ``status`` MACHINE, HUMAN, NOTSURE, HANGUP
+    (or UNAVAILABLE: no app_amd; empty: no verdict), ``cause`` its AMDCAUSE."""
+
+    status: str
+    cause: str = ""
+
+    @property
+    def human(self) -> bool:
+        return self.status == "HUMAN"
+
+    @classmethod
+    def from_args(cls, args: Sequence[str]) -> MachineVerdict:
+        """From the Stasis arguments after ``amd``: [AMDSTATUS, AMDCAUSE]."""
+        rest = [*args, "", ""]
+        return cls(status=rest[0].strip().upper(), cause=rest[1].strip())
+
 
 class Leg:
     def __init__(self, ari: AriClient, channel_id: str, language: str) -> None:
@@ -37,6 +66,8 @@ class Leg:
         self._gone: asyncio.Future[Hangup] = loop.create_future()
         self._destroyed = asyncio.Event()  # ChannelDestroyed seen: the cause is final
         self._digits: asyncio.Queue[str] = asyncio.Queue()
+        # Set while the channel is away in the dialplan's machine detection.
+        self._detection: asyncio.Future[MachineVerdict] | None = None
         self._playbacks: dict[str, asyncio.Future[None]] = {}
         self._seq = itertools.count(1)
         self.dtmf_log: list[str] = []
@@ -46,10 +77,20 @@ class Leg:
         self.hangup_text = ""
 
     # -- fed by CallControl --------------------------------------------------------------
-    def _on_stasis_start(self, at: datetime) -> None:
+    def _on_stasis_start(self, at: datetime, args: Sequence[str] = ()) -> None:
+        detection = self._detection
+        is_verdict = list(args[:1]) == [MACHINE_DETECTION_ARG]
+        if is_verdict and detection is not None and not detection.done():
+            detection.set_result(MachineVerdict.from_args(args[1:]))
+            return
         if not self._answered.done():
             self.answered_at = at
             self._answered.set_result(at)
+
+    def _on_stasis_end(self, at: datetime) -> None:
+        if self._detection is not None and not self._detection.done():
+            return  # sent to the dialplan's machine detection: it comes back
+        self._on_gone(self.hangup_cause, self.hangup_text, at)
 
     def _on_digit(self, digit: str) -> None:
         self.dtmf_log.append(digit)
@@ -129,6 +170,56 @@ class Leg:
             return await asyncio.wait_for(asyncio.shield(self._answered), timeout)
         except TimeoutError as err:
             raise OriginateFailed(self.id, None, "engine timeout") from err
+
+    async def detect_machine(
+        self, arguments: str, timeout: float, context: str = MACHINE_DETECTION_CONTEXT
+    ) -> MachineVerdict:
+        """Send this answered leg through Asterisk's answering-machine detection.
+
+        ARI cannot run AMD(): the channel leaves the application for ``context`` of the
+        dialplan, which runs ``AMD(arguments)`` and brings it back with the verdict as Stasis
+        arguments. The application stays subscribed to the channel meanwhile (since the
+        originate), so a hangup during the detection raises Hangup as usual. No verdict
+        within ``timeout`` (its StasisStart lost with the event socket, say): Asterisk is
+        asked where the channel is; still none, an empty verdict.
+        """
+        detection: asyncio.Future[MachineVerdict] = asyncio.get_running_loop().create_future()
+        self._detection = detection
+        try:
+            await self._step(
+                self.ari.request(
+                    "POST",
+                    f"/channels/{self.id}/variable",
+                    params={"variable": MACHINE_DETECTION_VARIABLE, "value": arguments},
+                ),
+                timeout=10,
+            )
+            await self._step(
+                self.ari.request(
+                    "POST",
+                    f"/channels/{self.id}/continue",
+                    params={"context": context, "extension": "s", "priority": 1},
+                ),
+                timeout=10,
+            )
+            try:
+                return await self._step(detection, timeout=timeout)
+            except StepTimeout:
+                return await self._verdict_in_asterisk()
+        except AriNotFound as err:
+            raise self._hangup_now() from err
+        finally:
+            if not detection.done():
+                detection.cancel()
+
+    async def _verdict_in_asterisk(self) -> MachineVerdict:
+        """The verdict of a channel back in the application whose StasisStart was lost."""
+        channel = await self.ari.request("GET", f"/channels/{self.id}")
+        dialplan = channel.get("dialplan") or {}
+        args = str(dialplan.get("app_data", "")).split(",")[1:]
+        if dialplan.get("app_name") == "Stasis" and args[:1] == [MACHINE_DETECTION_ARG]:
+            return MachineVerdict.from_args(args[1:])
+        return MachineVerdict("", "no verdict in time")
 
     async def wait_hangup(self, timeout: float | None = None) -> Hangup:
         return await asyncio.wait_for(asyncio.shield(self._gone), timeout)

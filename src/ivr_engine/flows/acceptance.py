@@ -46,7 +46,10 @@ class AcceptanceFlow(CallLegs):
 
     async def _run(self) -> None:
         job = self.job
-        expert = await self._dial("expert", "offer", job.expert_phone, job.expert_language)
+        # Without the accept-by-key prompt nothing else would tell a voicemail from a person.
+        expert = await self._dial(
+            "expert", "offer", job.expert_phone, job.expert_language, screen=not job.acceptance_ivr
+        )
         if (err := await self._await_answer(expert)) is not None:
             await self._expert_missed("busy" if err.cause in BUSY_CAUSES else "no_answer")
             return

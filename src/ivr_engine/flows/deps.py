@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 
-from ivr_engine.calls import CallControl
+from ivr_engine.calls import CallControl, Leg
 from ivr_engine.config import Settings
+
+
+class StartLineTest(Protocol):
+    """``LineTests.start`` (flows/line_test.py): test the expert's line now; returns the
+    test's id, or raises LineTestRefused. ``after``: the call it was asked from, which is
+    let end before the expert's number is dialled."""
+
+    async def __call__(self, expert_id: int, *, source: str, after: Leg | None = None) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -17,6 +26,8 @@ class FlowDeps:
     calls: CallControl
     # Where Asterisk's CEL rows are read (IVR_CEL_DATABASE_URL); None: the engine's database.
     cel_pool: asyncpg.Pool | None = None
+    # Starts a line self-test (the phone menu's key 0); None: the menu does not offer it.
+    line_test: StartLineTest | None = None
 
     @property
     def cel(self) -> asyncpg.Pool:

@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import structlog
 
 from ivr_engine.calls import Leg
+from ivr_engine.calls.leg import MachineVerdict
 from ivr_engine.domain.routing import dial_string
-from ivr_engine.errors import Hangup, OriginateFailed
+from ivr_engine.errors import AriError, AriUnavailable, Hangup, OriginateFailed, StepTimeout
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import attempts
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 BUSY_CAUSES = {17}  # Q.850 user busy
 INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" on a stop
 HANGUP_BUDGET = 5.0  # seconds for Asterisk to report a channel we hung up as destroyed
+DETECTION_MARGIN = 5.0  # seconds beyond AMD's own analysis time before we stop waiting
 
 
 class CallLegs:
@@ -34,6 +36,7 @@ class CallLegs:
         self.pool = deps.pool
         self.calls = deps.calls
         self.legs: list[Leg] = []
+        self.screened: set[str] = set()  # channel ids that must prove a person answered
         self.ended: set[str] = set()  # channel ids whose attempt row is final
         self.detached = False  # the engine stops and leaves the bridged call up
         self.interrupted = False  # the engine stops before the bridge
@@ -49,7 +52,11 @@ class CallLegs:
                 return leg
         return None
 
-    async def _dial(self, leg: str, purpose: str, number: str, language: str) -> Leg:
+    async def _dial(
+        self, leg: str, purpose: str, number: str, language: str, *, screen: bool = False
+    ) -> Leg:
+        """Ring ``number``; ``screen``: its answer counts only once Asterisk's answering-machine
+        detection says a person took the call (see ``_await_answer``)."""
         endpoint = dial_string(number, self.settings.dial_routes)
         request_id = self.request_id
         channel_id = await durably(
@@ -60,6 +67,13 @@ class CallLegs:
         )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
+        if screen:
+            self.screened.add(channel_id)
+        return await self._originate(channel_id, endpoint, language)
+
+    async def _originate(self, channel_id: str, endpoint: str, language: str) -> Leg:
+        """Ring ``endpoint`` on ``channel_id`` (recorded by the caller first); a refused
+        originate gives a leg that has already failed, so flows read straight."""
         try:
             call = await self.calls.originate(
                 channel_id,
@@ -76,14 +90,41 @@ class CallLegs:
         return call
 
     async def _await_answer(self, leg: Leg) -> OriginateFailed | None:
-        """Wait for ``leg`` to answer and record it; if it never does, the (recorded) failure."""
+        """Wait for ``leg`` to answer and record it; if it never does, the (recorded) failure.
+
+        A screened leg answered by a machine (or by nobody Asterisk could call a person) did
+        not answer: it is hung up and recorded as a no-answer, never bridged, never billed.
+        """
         try:
             await leg.answered(timeout=self.settings.ring_timeout + 10)
+            if leg.id in self.screened:
+                await self._screen(leg)
         except OriginateFailed as err:
             await self._attempt_failed(leg, err)
             return err
         await self._answered(leg)
         return None
+
+    async def _screen(self, leg: Leg) -> None:
+        """Asterisk's AMD() on the answered ``leg``: OriginateFailed unless a person spoke."""
+        s = self.settings
+        try:
+            verdict = await leg.detect_machine(
+                s.amd_arguments, timeout=s.amd_total_analysis_ms / 1000 + DETECTION_MARGIN
+            )
+        except Hangup:
+            verdict = MachineVerdict("HANGUP", "hung up during the detection")
+        except (AriError, AriUnavailable, StepTimeout) as err:
+            verdict = MachineVerdict("", f"detection failed: {err}")
+        log.info("call.machine_detection", status=verdict.status, cause=verdict.cause)
+        if verdict.human:
+            return
+        if verdict.status == "UNAVAILABLE":
+            log.error("call.machine_detection_unavailable", hint="load app_amd in Asterisk")
+        await self._hang_up(leg)
+        text = f"not a person: AMD {verdict.status or 'no verdict'} {verdict.cause}".strip()
+        # No Q.850 cause of its own: the outcome is a no-answer whatever the hangup's cause.
+        raise OriginateFailed(leg.id, None, text)
 
     async def _answered(self, leg: Leg) -> None:
         at = leg.answered_at or _now()

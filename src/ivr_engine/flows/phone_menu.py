@@ -8,6 +8,7 @@ functions as the HTTP API, so it is visible there at once.
     main_menu               1 status · 2 pause · 3 available again · 4 phone line on/off
                             5 available now · 6 stop now · 7 end time today (HHMM #)
                             8 refuse all waiting clients (1 to confirm) · 9 new PIN (twice)
+                            0 test my line (the call ends, then the registered number rings)
                             * repeat · # goodbye
 """
 
@@ -22,7 +23,7 @@ from ivr_engine.domain import planning as rules
 from ivr_engine.domain import today
 from ivr_engine.domain.pin import PIN_FORMAT
 from ivr_engine.domain.planning import Reason
-from ivr_engine.errors import Hangup, PlanningError
+from ivr_engine.errors import Hangup, LineTestRefused, LineTestRequired, PlanningError
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.store import pins
@@ -30,7 +31,7 @@ from ivr_engine.store import planning as availability
 
 log = structlog.get_logger(__name__)
 
-MENU_KEYS = "123456789*#"
+MENU_KEYS = "1234567890*#"
 
 
 class PhoneMenu:
@@ -43,6 +44,11 @@ class PhoneMenu:
 
     def media(self, prompt: Prompt) -> str:
         return sound_uri(prompt, self.settings.sound_prefix)
+
+    @property
+    def _hours(self) -> float:
+        """IVR_LINE_TEST_REQUIRED_HOURS: going available needs a passed line test this recent."""
+        return self.settings.line_test_required_hours
 
     async def run(self) -> None:
         try:
@@ -62,9 +68,39 @@ class PhoneMenu:
         structlog.contextvars.bind_contextvars(expert_id=expert_id)
         log.info("menu.authenticated")
         while (key := await self._ask(Prompt.MAIN_MENU, MENU_KEYS)) not in (None, "#"):
-            if key != "*":
-                await self._do(key, expert_id)
+            if key == "0":
+                if await self._line_test(expert_id):
+                    return  # the call ends so that the registered number can ring
+            elif key != "*":
+                try:
+                    await self._do(key, expert_id)
+                except LineTestRequired:
+                    log.info("menu.line_test_required", key=key)
+                    await self.leg.play(self.media(Prompt.LINE_TEST_REQUIRED))
         await self._goodbye()
+
+    async def _line_test(self, expert_id: int) -> bool:
+        """Start a line test of the expert's registered number (True), or say why not."""
+        start = self.deps.line_test
+        if start is None:
+            await self.leg.play(self.media(Prompt.INVALID_KEY))
+            return False
+        try:
+            await start(expert_id, source="phone_menu", after=self.leg)
+        except LineTestRefused as err:
+            log.info("menu.line_test_refused", reason=err.reason)
+            said = {
+                "running": Prompt.LINE_TEST_RUNNING,
+                "stopping": Prompt.SERVICE_UNAVAILABLE,  # "please call again later"
+            }.get(err.reason, Prompt.LINE_TEST_IN_CALL)
+            await self.leg.play(self.media(said))
+            return False
+        log.info("menu.line_test_started")
+        try:
+            await self.leg.play(self.media(Prompt.LINE_TEST_CALLING))
+        except Hangup:
+            pass
+        return True
 
     async def _ask(self, prompt: Prompt, digits: str) -> str | None:
         return await self.leg.collect(
@@ -133,10 +169,12 @@ class PhoneMenu:
             until = rules.pause(now, self.settings.pause_minutes)
             await availability.set_pause(self.pool, expert_id, until)
         elif key == "3":
-            await availability.set_pause(self.pool, expert_id, None)
+            await availability.set_pause(self.pool, expert_id, None, line_test_hours=self._hours)
         elif key == "4":
             phone_on = rules.Channel.PHONE in av.channels
-            await availability.set_channels(self.pool, expert_id, {"phone": not phone_on})
+            await availability.set_channels(
+                self.pool, expert_id, {"phone": not phone_on}, line_test_hours=self._hours
+            )
         elif key == "9":
             first = await self._type(Prompt.ENTER_NEW_PIN, 8)
             second = await self._type(Prompt.ENTER_NEW_PIN_AGAIN, 8)
@@ -170,7 +208,9 @@ class PhoneMenu:
             await self.leg.play(self.media(Prompt.INVALID_TIME))
             return False
         for day, slots in changes.items():
-            await availability.set_override(self.pool, expert_id, day, slots)
+            await availability.set_override(
+                self.pool, expert_id, day, slots, line_test_hours=self._hours
+            )
         return True
 
     async def _status(self, expert_id: int, reason: Reason) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 from ivr_engine.domain.planning import Reason
 from ivr_engine.domain.requests import RequestView
 from ivr_engine.errors import ListClosed
-from ivr_engine.store import offers, planning, waiting
+from ivr_engine.store import line_tests, offers, planning, waiting
 
 CancelFlow = Callable[..., Awaitable[None]]  # (request_id, *, put_back=True)
 
@@ -22,9 +22,17 @@ async def _no_flow(_request_id: int, *, put_back: bool = True) -> None:
 class RequestActions:
     """``cancel_flow`` stops this engine's call flow of a request (the dispatcher's)."""
 
-    def __init__(self, pool: asyncpg.Pool, cancel_flow: CancelFlow = _no_flow) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cancel_flow: CancelFlow = _no_flow,
+        *,
+        line_test_hours: float = 0.0,
+    ) -> None:
         self.pool = pool
         self._cancel_flow = cancel_flow
+        # IVR_LINE_TEST_REQUIRED_HOURS: a solicit that ends a pause needs a recent passed test.
+        self.line_test_hours = line_test_hours
 
     async def join(self, expert_id: int, client_id: int) -> RequestView:
         """The client enters the expert's waiting list, if it is open (a pause does not
@@ -51,7 +59,20 @@ class RequestActions:
         return await offers.hand_back(self.pool, request_id, expert_id, reason)
 
     async def solicit(self, request_id: int) -> RequestView:
-        """The expert asks to be called now for a waiting client (API, email link, panel)."""
+        """The expert asks to be called now for a waiting client (API, email link, panel).
+        This ends a pause, so it is refused (LineTestRequired) like "return available" when
+        a recent passed line test is required and missing."""
+        if self.line_test_hours > 0:
+            row = await self.pool.fetchrow(
+                "SELECT e.id, e.paused_until FROM requests r JOIN experts e ON e.id = r.expert_id"
+                " WHERE r.id = $1",
+                request_id,
+            )
+            now = datetime.now(UTC)
+            if row is not None and row["paused_until"] is not None and row["paused_until"] > now:
+                await line_tests.require_recent_pass(
+                    self.pool, row["id"], self.line_test_hours, now
+                )
         return await waiting.solicit(self.pool, request_id)
 
     async def refuse_all(self, expert_id: int) -> tuple[int, datetime | None]:

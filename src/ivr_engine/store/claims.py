@@ -63,7 +63,8 @@ def _job(row: asyncpg.Record) -> Job:
     )
 
 
-# Waiting requests whose expert is not engaged by another request and takes phone calls.
+# Waiting requests whose expert is not engaged by another request or a line test and takes
+# phone calls.
 # Opening hours do not gate this: clients who joined before closing time are still served.
 _FREE = """
     FROM requests w JOIN experts e ON e.id = w.expert_id
@@ -72,6 +73,8 @@ _FREE = """
                       WHERE a.expert_id = w.expert_id AND a.state = ANY($1::text[]))
       AND NOT EXISTS (SELECT 1 FROM offers o  -- rung for a category request (0015)
                       WHERE o.expert_id = w.expert_id AND o.state = 'ringing')
+      AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
+                      WHERE t.expert_id = w.expert_id AND t.result IS NULL)
 """
 # A request is due at its own next attempt, but not while its expert is marked unreachable
 # after a missed call (a solicit clears that mark), nor while the expert is paused.

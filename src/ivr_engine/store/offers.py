@@ -366,6 +366,8 @@ _ELIGIBLE = """
       AND NOT EXISTS (SELECT 1 FROM requests a WHERE a.expert_id = e.id
                       AND a.state = ANY({active}::text[]))
       AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.expert_id = e.id AND o.state = 'ringing')
+      AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
+                      WHERE t.expert_id = e.id AND t.result IS NULL)
       AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.request_id = r.id AND o.expert_id = e.id
                       AND o.state IN ('refused', 'handed_back'))
       AND NOT EXISTS (SELECT 1 FROM requests p WHERE p.expert_id = e.id

@@ -7,7 +7,7 @@ The API and the phone menu both change availability through these functions.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from ivr_engine.domain.planning import (
     parse_slot,
 )
 from ivr_engine.errors import NotFound
-from ivr_engine.store import waiting
+from ivr_engine.store import line_tests, waiting
 
 # An expert who never set a planning is within hours all the time.
 ALWAYS = (Slot(time(0), time(0)),)
@@ -121,9 +121,25 @@ async def replace_weekly(pool: asyncpg.Pool, expert_id: int, planning: WeeklyPla
 
 
 async def set_override(
-    pool: asyncpg.Pool, expert_id: int, day: date, slots: tuple[Slot, ...] | None
+    pool: asyncpg.Pool,
+    expert_id: int,
+    day: date,
+    slots: tuple[Slot, ...] | None,
+    *,
+    line_test_hours: float = 0.0,
 ) -> None:
-    """Replace the slots of one local date; None removes the override."""
+    """Replace the slots of one local date; None removes the override. With
+    ``line_test_hours``, a change that opens the expert now needs a recent passed line test."""
+    if line_test_hours > 0:
+        now = datetime.now(UTC)
+        before = await load(pool, expert_id)
+        after = dict(before.overrides)
+        if slots is None:
+            after.pop(day, None)
+        else:
+            after[day] = slots
+        if not before.at(now).open and replace(before, overrides=after).at(now).open:
+            await line_tests.require_recent_pass(pool, expert_id, line_test_hours, now)
     async with pool.acquire() as conn, conn.transaction():
         await _exists(conn, expert_id)
         if slots is None:
@@ -142,7 +158,16 @@ async def set_override(
         )
 
 
-async def set_pause(pool: asyncpg.Pool, expert_id: int, until: datetime | None) -> None:
+async def set_pause(
+    pool: asyncpg.Pool, expert_id: int, until: datetime | None, *, line_test_hours: float = 0.0
+) -> None:
+    """Pause until ``until``; None ends the pause, which with ``line_test_hours`` needs a
+    recent passed line test (LineTestRequired) when the expert is paused now."""
+    if until is None and line_test_hours > 0:
+        now = datetime.now(UTC)
+        paused = await pool.fetchval("SELECT paused_until FROM experts WHERE id = $1", expert_id)
+        if paused is not None and paused > now:
+            await line_tests.require_recent_pass(pool, expert_id, line_test_hours, now)
     if (
         await pool.fetchval(
             "UPDATE experts SET paused_until = $2 WHERE id = $1 RETURNING id", expert_id, until
@@ -152,7 +177,17 @@ async def set_pause(pool: asyncpg.Pool, expert_id: int, until: datetime | None) 
         raise NotFound(f"expert {expert_id} does not exist")
 
 
-async def set_channels(pool: asyncpg.Pool, expert_id: int, channels: dict[str, bool]) -> None:
+async def set_channels(
+    pool: asyncpg.Pool, expert_id: int, channels: dict[str, bool], *, line_test_hours: float = 0.0
+) -> None:
+    """Switch channels; switching the phone line on, with ``line_test_hours``, needs a
+    recent passed line test (LineTestRequired)."""
+    if channels.get("phone") and line_test_hours > 0:
+        on = await pool.fetchval("SELECT channel_phone FROM experts WHERE id = $1", expert_id)
+        if on is False:
+            await line_tests.require_recent_pass(
+                pool, expert_id, line_test_hours, datetime.now(UTC)
+            )
     if (
         await pool.fetchval(
             "UPDATE experts SET channel_phone = coalesce($2, channel_phone),"

@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from ivr_engine.config import Settings
+from ivr_engine.flows.deps import StartLineTest
 from ivr_engine.services import RequestActions
 from ivr_engine.web.live import Hub
 
@@ -44,6 +45,8 @@ class WebDeps:
     hub: Hub
     health: Health
     metrics: Metrics = field(default_factory=NoMetrics)
+    # Starts a line self-test (the panel's "Test my line"); None: the button is not shown.
+    line_test: StartLineTest | None = None
 
 
 DEPS: web.AppKey[WebDeps] = web.AppKey("deps", WebDeps)

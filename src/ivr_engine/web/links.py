@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ivr_engine.errors import Conflict, LinkError, NotFound
+from ivr_engine.errors import Conflict, LineTestRequired, LinkError, NotFound
 from ivr_engine.mail.links import verify_solicit
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.http import path_int
@@ -52,6 +52,12 @@ async def solicit_from_link(request: web.Request) -> web.Response:
         return _html(403, "This link cannot be used", problem)
     try:
         await request.app[DEPS].actions.solicit(request_id)
+    except LineTestRequired as err:
+        return _html(
+            409,
+            "A line test is needed first",
+            f"Calling you now would end your pause, which needs a passed line test first ({err}).",
+        )
     except (Conflict, NotFound) as err:
         return _html(409, "Too late", f"The client is no longer waiting ({err}).")
     return _html(202, "Calling you now", "Your phone will ring in a moment.")

@@ -50,6 +50,7 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "cel.conf": ("engine:cel.conf",),
     "cel_pgsql.conf": ("engine:cel_pgsql.conf",),
     "extensions.conf": ("engine:extensions.conf",),
+    "amd.conf": ("engine:amd.conf",),
 }
 
 

@@ -13,6 +13,11 @@ goes backwards in both and "1" then "1" repeats one event. Asterisk 22 drops the
 press: it heard "51" as "5" and "11" as "1". Ours continue one stream (one SSRC, rising
 sequence numbers, a new timestamp for each press) and it hears every key.
 
+A phone may also speak when it answers (``answer(greeting=Voice("Hello?"))``): the text is
+spoken by espeak-ng, made 8 kHz G.711 mu-law by sox, followed by real silence (audio
+packets, so that Asterisk's answering-machine detection hears the pause) and played as RTP
+(payload type 0) on the same stream as the keys, which come after it.
+
 Exceptions:
     PhoneError          SIPp could not start, or died before it listened
     +-- PhoneTimeout    SIPp had not finished its calls when the test stopped waiting
@@ -28,6 +33,7 @@ import re
 import shutil
 import socket
 import struct
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,8 +43,10 @@ from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "ASTERISK_SIP",
+    "HELLO",
     "SCENARIOS",
     "TELEPHONE_EVENT",
+    "VOICEMAIL_GREETING",
     "Answer",
     "Behaviour",
     "Caller",
@@ -52,7 +60,9 @@ __all__ = [
     "Refuse",
     "SipMessage",
     "SippProcess",
+    "Voice",
     "answer",
+    "audio_pcap",
     "busy",
     "dial_routes",
     "dtmf_pcap",
@@ -67,6 +77,9 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 
 TELEPHONE_EVENT = 101
+PCMU = 0
+_ULAW_SILENCE = b"\xff"  # mu-law of a zero sample
+_SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz
 _EVENTS = {**{str(n): n for n in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 _FRAME_MS = 20
 _TONE_FRAMES = 8
@@ -189,13 +202,55 @@ def _pcap_record(at_ms: int, rtp: bytes) -> bytes:
     return header + frame
 
 
-def _press_steps(keys: Sequence[Keys], workdir: Path, prefix: str) -> str:
-    """The scenario steps that press ``keys``: a pcap play and a pause per digit."""
+def audio_pcap(ulaw: bytes, *, seq: int, timestamp: int, ssrc: int) -> bytes:
+    """G.711 mu-law samples as a pcap of RTP packets (payload type 0), one per 20 ms, the
+    marker on the first. Uses one sequence number per packet from ``seq``."""
+    chunks = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    ulaw = ulaw + _ULAW_SILENCE * (-len(ulaw) % _SAMPLES_PER_FRAME)
+    for index in range(len(ulaw) // _SAMPLES_PER_FRAME):
+        payload = ulaw[index * _SAMPLES_PER_FRAME : (index + 1) * _SAMPLES_PER_FRAME]
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            (0x80 if index == 0 else 0) | PCMU,
+            (seq + index) & 0xFFFF,
+            (timestamp + index * _SAMPLES_PER_FRAME) & 0xFFFFFFFF,
+            ssrc,
+        )
+        chunks.append(_pcap_record(index * _FRAME_MS, header + payload))
+    return b"".join(chunks)
+
+
+def _greeting_steps(
+    ulaw: bytes, workdir: Path, prefix: str, *, seq: int, timestamp: int, ssrc: int
+) -> tuple[str, int, int]:
+    """The steps that play ``ulaw`` from the answer on; with the sequence numbers and the
+    milliseconds it takes."""
+    frames = -(-len(ulaw) // _SAMPLES_PER_FRAME)
+    pcap = workdir / f"{prefix}-greeting.pcap"
+    pcap.write_bytes(audio_pcap(ulaw, seq=seq, timestamp=timestamp, ssrc=ssrc))
+    duration_ms = frames * _FRAME_MS
+    steps = (
+        f"  <nop><action><exec play_pcap_audio={quoteattr(str(pcap))}/></action></nop>\n"
+        f'  <pause milliseconds="{duration_ms}"/>'
+    )
+    return steps, frames, duration_ms
+
+
+def _press_steps(keys: Sequence[Keys], workdir: Path, prefix: str, greeting: bytes = b"") -> str:
+    """The scenario steps that speak ``greeting`` (mu-law samples) if any, then press
+    ``keys``: a pcap play and a pause per digit."""
     rng = random.Random()
     ssrc, seq, base = rng.getrandbits(32), rng.randrange(1, 30000), rng.getrandbits(31)
     steps: list[str] = []
     clock_ms = 0  # planned time since the answer, for the RTP timestamps (8 kHz clock)
     presses = 0
+    if greeting:
+        played, frames, clock_ms = _greeting_steps(
+            greeting, workdir, prefix, seq=seq, timestamp=base, ssrc=ssrc
+        )
+        steps.append(played)
+        seq += frames
     for group in keys:
         if group.after_ms:
             steps.append(f'  <pause milliseconds="{group.after_ms}"/>')
@@ -235,15 +290,71 @@ def _render(template: str, dest: Path, **values: str) -> Path:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """Answer, press ``keys``, then wait for the far end's BYE or hang up after a while.
+class Voice:
+    """What a phone says as it answers: ``lead_ms`` of silence, ``text`` spoken by
+    espeak-ng in ``language``, then ``silence_ms`` of silence, all sent as audio.
 
-    ``hangup_after_ms`` counts from the last key press (from the answer if there is none).
-    A BYE from the far end at any moment ends the call normally.
+    A person says a short "Hello?" and waits; a voicemail talks for seconds on end.
+    """
+
+    text: str
+    language: str = "en"
+    lead_ms: int = 200
+    silence_ms: int = 3000
+
+    def __post_init__(self) -> None:
+        if not self.text.strip() or self.lead_ms < 0 or self.silence_ms < 0:
+            raise ValueError(f"voice {self.text!r}: some text, lead_ms and silence_ms >= 0")
+
+    def render(self, workdir: Path, name: str) -> bytes:
+        """The whole greeting as 8 kHz G.711 mu-law samples (espeak-ng, then sox)."""
+        for tool in ("espeak-ng", "sox"):
+            if shutil.which(tool) is None:
+                raise PhoneError(f"a speaking phone needs {tool} (`make system-deps`)")
+        spoken = workdir / f"{name}-voice.wav"
+        ulaw = workdir / f"{name}-voice.ul"
+        try:
+            subprocess.run(
+                ["espeak-ng", "-v", self.language, "-s", "150", "-w", str(spoken), self.text],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            subprocess.run(
+                ["sox", "-V1", str(spoken), "-r", "8000", "-c", "1", "-t", "ul", str(ulaw)],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            raise PhoneError(f"cannot render the voice {self.text!r}: {err}") from err
+        lead = _ULAW_SILENCE * (8 * self.lead_ms)
+        return lead + ulaw.read_bytes() + _ULAW_SILENCE * (8 * self.silence_ms)
+
+
+# A person picking up: one short word, then waiting to be spoken to.
+HELLO = Voice("Hello?")
+# A voicemail: a greeting of several seconds, then the tone's silence.
+VOICEMAIL_GREETING = Voice(
+    "Hello, you have reached Anna Rossi. I cannot take your call right now."
+    " Please leave a message after the tone.",
+    silence_ms=1000,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer, say ``greeting`` if any, press ``keys``, then wait for the far end's BYE or
+    hang up after a while.
+
+    ``hangup_after_ms`` counts from the last key press (from the answer if there is none,
+    from the end of the greeting if there is one). A BYE from the far end at any moment
+    ends the call normally.
     """
 
     keys: tuple[Keys, ...] = ()
     hangup_after_ms: int | None = None
+    greeting: Voice | None = None
 
 
 @dataclass(frozen=True)
@@ -268,14 +379,16 @@ def answer(
     dtmf_delay_ms: int = 1000,
     digit_gap_ms: int = 3000,
     hangup_after_ms: int | None = None,
+    greeting: Voice | None = None,
 ) -> Answer:
     """Answer; ``dtmf_delay_ms`` after the ACK press each key of ``dtmf``, ``digit_gap_ms``
     apart (e.g. "51": a wrong key, then 1 once the engine has replayed its prompt).
+    With a ``greeting``, say it first: the delay then counts from its end.
 
     Then wait for the far end's BYE, or send one ``hangup_after_ms`` after the last key.
     """
     keys = (Keys(dtmf, after_ms=dtmf_delay_ms, gap_ms=digit_gap_ms),) if dtmf else ()
-    return Answer(keys=keys, hangup_after_ms=hangup_after_ms)
+    return Answer(keys=keys, hangup_after_ms=hangup_after_ms, greeting=greeting)
 
 
 def busy() -> Refuse:
@@ -604,11 +717,14 @@ class Phone(_SippPhone):
         extra = ["-s", number]
         match behaviour:
             case Answer():
+                greeting = b""
+                if behaviour.greeting is not None:
+                    greeting = behaviour.greeting.render(workdir, name)
                 scenario = _render(
                     "uas_answer.xml",
                     workdir / f"{name}.xml",
                     MEDIA_PORT=str(announce_media_port or "[media_port]"),
-                    KEYS=_press_steps(behaviour.keys, workdir, name),
+                    KEYS=_press_steps(behaviour.keys, workdir, name, greeting),
                     HANG_UP=_hang_up_step(behaviour.hangup_after_ms),
                 )
             case Refuse():

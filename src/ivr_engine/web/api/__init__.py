@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from ivr_engine.errors import Conflict, NotFound, PlanningError
+from ivr_engine.errors import Conflict, LineTestRequired, NotFound, PlanningError
 from ivr_engine.web.api import openapi, planning, requests
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.http import Handler, error
@@ -43,6 +43,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except NotFound as err:
         return error(404, str(err))
+    except LineTestRequired as err:  # IVR_LINE_TEST_REQUIRED_HOURS: going available refused
+        return web.json_response({"error": str(err), "reason": err.reason}, status=409)
     except Conflict as err:
         return error(409, str(err))
     except PlanningError as err:

@@ -59,6 +59,11 @@ def _pool(request: web.Request) -> asyncpg.Pool:
     return request.app[DEPS].pool
 
 
+def _line_test_hours(request: web.Request) -> float:
+    """IVR_LINE_TEST_REQUIRED_HOURS: going available needs a passed line test this recent."""
+    return request.app[DEPS].settings.line_test_required_hours
+
+
 def _day(request: web.Request) -> date:
     try:
         return date.fromisoformat(request.match_info["day"])
@@ -108,12 +113,24 @@ async def put_day(request: web.Request) -> web.Response:
     day = _day(request)
     body: DayBody = await read_body(request, DayBody)
     slots = tuple(parse_slot(s) for s in body.slots)
-    await store.set_override(_pool(request), expert_id, day, check_slots(slots, day.isoformat()))
+    await store.set_override(
+        _pool(request),
+        expert_id,
+        day,
+        check_slots(slots, day.isoformat()),
+        line_test_hours=_line_test_hours(request),
+    )
     return await get_planning(request)
 
 
 async def delete_day(request: web.Request) -> web.Response:
-    await store.set_override(_pool(request), path_int(request, "expert_id"), _day(request), None)
+    await store.set_override(
+        _pool(request),
+        path_int(request, "expert_id"),
+        _day(request),
+        None,
+        line_test_hours=_line_test_hours(request),
+    )
     return await get_planning(request)
 
 
@@ -126,14 +143,24 @@ async def post_pause(request: web.Request) -> web.Response:
 
 
 async def delete_pause(request: web.Request) -> web.Response:
-    await store.set_pause(_pool(request), path_int(request, "expert_id"), None)
+    await store.set_pause(
+        _pool(request),
+        path_int(request, "expert_id"),
+        None,
+        line_test_hours=_line_test_hours(request),
+    )
     return await get_availability(request)
 
 
 async def put_channels(request: web.Request) -> web.Response:
     expert_id = path_int(request, "expert_id")
     body: ChannelsBody = await read_body(request, ChannelsBody)
-    await store.set_channels(_pool(request), expert_id, body.model_dump(exclude_none=True))
+    await store.set_channels(
+        _pool(request),
+        expert_id,
+        body.model_dump(exclude_none=True),
+        line_test_hours=_line_test_hours(request),
+    )
     return await get_availability(request)
 
 

@@ -21,9 +21,12 @@ class ErrorBody(BaseModel):
 
 class ConflictBody(ErrorBody):
     """409: the expert is not taking calls, the client already waits, the request moved on,
-    or the waiting list is closed (then with the reason and the next opening)."""
+    or the waiting list is closed (then with the reason and the next opening); or going
+    available needs a passed line test first (reason ``line_test_required``)."""
 
-    reason: str | None = Field(None, description="why the list is closed (outside_hours, ...)")
+    reason: str | None = Field(
+        None, description="why the list is closed (outside_hours, ...), or line_test_required"
+    )
     next_opening: datetime | None = Field(None, description="when the list opens again")
 
 

@@ -8,6 +8,7 @@ server-rendered (Jinja2, autoescaped) with a little JavaScript for live updates.
     calls.py          the Calls page and its live fragment and event stream
     clients.py        one client: history with this expert, notes, a message
     availability.py   weekly planning, today, pause, channels
+    line_test.py      the line self-test card and its button (on the Availability page)
     slot_form.py      slots as typed in a form, checked by the planning rules
     profile.py        phone number (line type, transfer cost), rate, PIN
     consultations.py  the expert's consultations and their billing detail
@@ -28,6 +29,7 @@ from ivr_engine.web.panel import (
     calls,
     clients,
     consultations,
+    line_test,
     profile,
 )
 
@@ -40,6 +42,7 @@ def setup(app: web.Application) -> None:
     calls.add_routes(app)
     clients.add_routes(app)
     availability.add_routes(app)
+    line_test.add_routes(app)
     profile.add_routes(app)
     consultations.add_routes(app)
     admin.add_routes(app)

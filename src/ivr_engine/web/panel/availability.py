@@ -22,17 +22,20 @@ from ivr_engine.domain.planning import (
     pause,
     slots_on,
 )
-from ivr_engine.errors import PlanningError
+from ivr_engine.errors import LineTestRequired, PlanningError
 from ivr_engine.store import planning as store
 from ivr_engine.store.planning import ExpertAvailability
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.panel import i18n
+from ivr_engine.web.panel.line_test import REFUSALS, line_test_context
 from ivr_engine.web.panel.render import page, redirect, text
 from ivr_engine.web.panel.session import expert_id
 from ivr_engine.web.panel.slot_form import read_slots, runs_over, show_slots
 
 HOME = "/panel/availability"
-_SAVED = ("planning", "today", "weekly_today", "pause", "resume", "channels")
+_SAVED = ("planning", "today", "weekly_today", "pause", "resume", "channels", "line_test")
+# Going available without the line test IVR_LINE_TEST_REQUIRED_HOURS asks for: said on top.
+_NEEDS_TEST = f"{HOME}?refused=line_test_required#line-test"
 
 
 def _when(request: web.Request, moment: datetime, today: date) -> str:
@@ -84,6 +87,7 @@ async def _render(
         "timezone": av.planning.timezone,
     }
     saved = request.query.get("saved", "")
+    refused = request.query.get("refused", "")
     return page(
         request,
         "availability.html",
@@ -96,7 +100,9 @@ async def _render(
         today_value=show_slots(current["today_slots"]) if today_value is None else today_value,
         errors=errors or {},
         saved=saved if saved in _SAVED else "",
+        refused=refused if refused in REFUSALS else "",
         **current,
+        **await line_test_context(request),
     )
 
 
@@ -148,13 +154,31 @@ async def save_today(request: web.Request) -> web.Response:
     if error:
         return await _render(request, status=422, today_value=typed, errors={"today": error})
     deps = request.app[DEPS]
-    await store.set_override(deps.pool, expert_id(request), await _today(request), slots)
+    try:
+        await store.set_override(
+            deps.pool,
+            expert_id(request),
+            await _today(request),
+            slots,
+            line_test_hours=_hours(request),
+        )
+    except LineTestRequired:
+        return redirect(_NEEDS_TEST)
     return redirect(f"{HOME}?saved=today")
 
 
 async def weekly_today(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    await store.set_override(deps.pool, expert_id(request), await _today(request), None)
+    try:
+        await store.set_override(
+            deps.pool,
+            expert_id(request),
+            await _today(request),
+            None,
+            line_test_hours=_hours(request),
+        )
+    except LineTestRequired:
+        return redirect(_NEEDS_TEST)
     return redirect(f"{HOME}?saved=weekly_today")
 
 
@@ -167,7 +191,10 @@ async def start_pause(request: web.Request) -> web.Response:
 
 async def end_pause(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    await store.set_pause(deps.pool, expert_id(request), None)
+    try:
+        await store.set_pause(deps.pool, expert_id(request), None, line_test_hours=_hours(request))
+    except LineTestRequired:
+        return redirect(_NEEDS_TEST)
     return redirect(f"{HOME}?saved=resume")
 
 
@@ -176,8 +203,17 @@ async def save_channels(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     # An unticked checkbox is not sent at all: every channel absent from the form is off.
     switches = {c.value: c.value in form for c in Channel}
-    await store.set_channels(deps.pool, expert_id(request), switches)
+    try:
+        await store.set_channels(
+            deps.pool, expert_id(request), switches, line_test_hours=_hours(request)
+        )
+    except LineTestRequired:
+        return redirect(_NEEDS_TEST)
     return redirect(f"{HOME}?saved=channels")
+
+
+def _hours(request: web.Request) -> float:
+    return request.app[DEPS].settings.line_test_required_hours
 
 
 def add_routes(app: web.Application) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr_engine.domain.planning import Channel
-from ivr_engine.errors import Conflict, NotFound
+from ivr_engine.errors import Conflict, LineTestRequired, NotFound
 from ivr_engine.store import live as live_store
 from ivr_engine.store import offers
 from ivr_engine.store import planning as planning_store
@@ -67,6 +67,8 @@ async def solicit(request: web.Request) -> web.Response:
         return redirect("/panel?done=phone_off")  # nothing could ring: say so, change nothing
     try:
         await deps.actions.solicit(request_id)
+    except LineTestRequired:
+        return redirect("/panel/availability?refused=line_test_required#line-test")
     except (Conflict, NotFound):
         return redirect("/panel?done=too_late")
     return redirect("/panel?done=calling")
