@@ -323,6 +323,8 @@ async def test_the_overview_shows_who_was_offered_a_category_request_and_who_too
     await offers.end_offer(site.pool, other.offer_id, "taken")
 
     page = await site.sign_in(admin)
+    title = await page.title()
+    assert title.startswith("Service overview") and "Category" not in title, title
     row = page.locator(f"#category-request-{body['id']}")
     await expect(row).to_contain_text("cartomancy")
     await expect(row).to_contain_text("Marco")
