@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
 from ivr_engine.errors import Conflict, NotFound
-from ivr_engine.store import claims, expiry, offers, people, reports, waiting
+from ivr_engine.store import claims, expiry, offers, people, planning, reports, waiting
 
 pytestmark = pytest.mark.integration
 
@@ -237,6 +239,7 @@ async def test_expected_delay(pool: asyncpg.Pool) -> None:
     second = await offers.create(pool, "cartomancy", await _client(pool, 2), None)
     # Nobody free: one request ahead, 600 s each without history, one expert.
     assert await offers.expected_delay(pool, second.id) == 1200
+    assert await offers.next_due(pool) is None  # nobody could take them: no wake-up timer
     assert e1
 
 
@@ -276,3 +279,26 @@ async def test_hand_back_only_by_the_winner_and_only_while_the_client_is_called(
     assert states[e2][0] == "released"  # still ringing when it came back: not a lost race
     job = await offers.claim_next(pool, None, 3)  # back in distribution, without e1
     assert job is not None and [c.expert_id for c in job.candidates] == [e2]
+
+
+async def test_experts_outside_their_hours_are_not_offered_it(pool: asyncpg.Pool) -> None:
+    closed, open_ = await _expert(pool, 1), await _expert(pool, 2)
+    today = datetime.now(ZoneInfo("Europe/Rome")).date()
+    await planning.set_override(pool, closed, today, ())  # closed all day today
+    view = await offers.create(pool, "cartomancy", await _client(pool), None)
+    job = await offers.claim_next(pool, None, 3)
+    assert job is not None and [c.expert_id for c in job.candidates] == [open_]
+    await offers.end_offer(pool, job.candidates[0].offer_id, "no_answer")
+    await offers.missed(pool, open_, 300)
+    await offers.nobody_took(pool, view.id)
+    # Only the closed expert is free now: nothing is rung, the request is looked at later.
+    assert await offers.claim_next(pool, None, 3) is None
+    row = await pool.fetchrow(
+        "SELECT state, next_attempt_at > now() + interval '50 seconds' AS later FROM requests"
+        " WHERE id = $1",
+        view.id,
+    )
+    assert (row["state"], row["later"]) == ("waiting", True)
+    assert await pool.fetchval("SELECT count(*) FROM offers WHERE expert_id = $1", closed) == 0
+    due = await offers.next_due(pool)  # not "due now": the dispatcher does not spin on it
+    assert due is not None and (due - datetime.now(due.tzinfo)).total_seconds() > 50

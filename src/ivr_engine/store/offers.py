@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
 from ivr_engine.domain.offers import Candidate, FanoutJob
 from ivr_engine.domain.requests import RequestState, RequestView
 from ivr_engine.errors import Conflict, NotFound
-from ivr_engine.store import outbox
+from ivr_engine.store import outbox, planning
 from ivr_engine.store.waiting import ACTIVE, event, move_in, view_of
 
 S = RequestState
 LIVE = ["waiting", *ACTIVE]
 ONE_LIVE_PER_CATEGORY = "requests_one_live_per_client_category"
 DEFAULT_CONSULTATION_SECONDS = 600  # the delay estimate's length of a consultation, no history
+OUTSIDE_HOURS_RETRY = 60.0  # seconds before a request whose free experts are all closed is
+# looked at again
 
 
 class UnknownCategory(NotFound):
@@ -87,24 +89,40 @@ async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None, fanout: int) -
             try:
                 async with conn.transaction():
                     return await _claim(conn, owner, fanout)
-            except (asyncpg.UniqueViolationError, _Again):
+            except asyncpg.UniqueViolationError:
                 continue  # an expert was rung by another engine meanwhile: choose again
     return None
-
-
-class _Again(Exception):
-    """The experts chosen were taken between the two statements of a claim."""
 
 
 async def _claim(
     conn: asyncpg.Connection, owner: uuid.UUID | None, fanout: int
 ) -> FanoutJob | None:
-    row = await conn.fetchrow(_CLAIM_SQL, ACTIVE, owner)
-    if row is None:
-        return None
-    experts = await conn.fetch(_OFFER_TO_SQL, row["id"], ACTIVE, fanout)
-    if not experts:
-        raise _Again
+    now = datetime.now(UTC)
+    for due in await conn.fetch(_PICK_SQL, ACTIVE):
+        # Planning hours are the domain's rule (time zones, overrides): checked here, on the
+        # few best candidates by the distribution rule.
+        chosen = []
+        for e in await conn.fetch(_OFFER_TO_SQL, due["id"], ACTIVE, fanout * 3):
+            if (await planning.load(conn, e["id"])).at(now).open:
+                chosen.append(e)
+            if len(chosen) == fanout:
+                break
+        if chosen:
+            row = await conn.fetchrow(_RING_SQL, due["id"], owner)
+            return await _offer(conn, row, chosen)
+        # Every free expert of the category is outside their hours: look again later (an
+        # expert coming back sends NOTIFY; the hours opening is met by this delay).
+        await conn.execute(
+            "UPDATE requests SET next_attempt_at = now() + make_interval(secs => $2) WHERE id = $1",
+            due["id"],
+            OUTSIDE_HOURS_RETRY,
+        )
+    return None
+
+
+async def _offer(
+    conn: asyncpg.Connection, row: asyncpg.Record, experts: list[asyncpg.Record]
+) -> FanoutJob:
     candidates = []
     # In expert id order: two claims locking the same experts never wait for each other.
     for e in sorted(experts, key=lambda e: int(e["id"])):
@@ -127,7 +145,7 @@ async def _claim(
                 acceptance_ivr=e["acceptance_ivr"],
             )
         )
-    order = {e["id"]: n for n, e in enumerate(experts)}
+    order = {e["id"]: n for n, e in enumerate(experts)}  # the rule's order, for the flow
     candidates.sort(key=lambda c: order[c.expert_id])
     await event(
         conn,
@@ -288,9 +306,7 @@ async def nobody_took(pool: asyncpg.Pool, request_id: int) -> RequestView:
 async def next_due(pool: asyncpg.Pool) -> datetime | None:
     """When the earliest waiting category request becomes due (an expert becoming free is
     announced by NOTIFY; a pause or unreachable mark ending is met by the idle poll)."""
-    return await pool.fetchval(  # type: ignore[no-any-return]
-        "SELECT min(next_attempt_at) FROM requests WHERE state = 'waiting' AND expert_id IS NULL"
-    )
+    return await pool.fetchval(_NEXT_DUE_SQL, ACTIVE)  # type: ignore[no-any-return]
 
 
 async def of_request(pool: asyncpg.Pool, request_id: int) -> list[asyncpg.Record]:
@@ -384,21 +400,30 @@ _RULE = """
 
 _OFFER_TO_SQL = f"{_ELIGIBLE.format(request='$1', active='$2')} ORDER BY {_RULE} LIMIT $3"
 
-_CLAIM_SQL = f"""
-WITH picked AS (
-    SELECT w.id FROM requests w
-    WHERE w.state = 'waiting' AND w.expert_id IS NULL AND w.next_attempt_at <= now()
-      AND EXISTS ({_ELIGIBLE.format(request="w.id", active="$1")})
-    ORDER BY w.priority DESC, w.next_attempt_at, w.id
-    LIMIT 1
-    FOR UPDATE OF w SKIP LOCKED
-)
+# Due category requests some free expert could take, oldest first (a request put back by
+# an engine stop first of all), locked for this claim.
+_PICK_SQL = f"""
+SELECT w.id FROM requests w
+WHERE w.state = 'waiting' AND w.expert_id IS NULL AND w.next_attempt_at <= now()
+  AND EXISTS ({_ELIGIBLE.format(request="w.id", active="$1")})
+ORDER BY w.priority DESC, w.id
+LIMIT 10
+FOR UPDATE OF w SKIP LOCKED
+"""
+
+_RING_SQL = """
 UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1, updated_at = now(),
                       owner = $2, priority = false
-FROM picked, clients c
-WHERE r.id = picked.id AND c.id = r.client_id AND r.state = 'waiting'
+FROM clients c
+WHERE r.id = $1 AND c.id = r.client_id AND r.state = 'waiting'
 RETURNING r.id, r.attempts, r.category, r.client_id, c.alias AS client_alias,
           c.phone AS client_phone, c.language AS client_language
+"""
+
+_NEXT_DUE_SQL = f"""
+SELECT min(w.next_attempt_at) FROM requests w
+WHERE w.state = 'waiting' AND w.expert_id IS NULL
+  AND EXISTS ({_ELIGIBLE.format(request="w.id", active="$1")})
 """
 
 _DELAY_SQL = f"""
