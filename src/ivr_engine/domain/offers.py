@@ -1,13 +1,13 @@
 """Category requests offered to several experts at once: what a fan-out's flow is given, and
 the Job the winner's call continues with (no I/O).
 
-The distribution rule (applied in SQL by ``store/offers.py``, documented in the README):
-among the experts of the request's category (and of its language, when the client asked for
-one) who take calls, have the phone channel on, are not paused, not marked unreachable after
-a missed call, are not on a call or rung for anything else, whose own waiting list is not in
-the client's way (the client is not already waiting for them), and who have not refused or
-handed back this request,
-the ``IVR_OFFER_FANOUT`` first by
+The distribution rule (applied by ``store/offers.py``: in SQL, the planning hours with
+``store/planning``; documented in the README): among the experts of the request's category
+(and of its language, when the client asked for one) who take calls, have the phone channel
+on, are within their planning hours, are not paused, not marked unreachable after a missed
+call, not on a call, not rung for anything else (another offer, a line test), whose own
+waiting list is not in the client's way (the client is not already waiting for them), and
+who have not refused or handed back this request, the ``IVR_OFFER_FANOUT`` first by
 
 1. fewest consultations started today (UTC),
 2. then longest idle: the oldest last call (consultation end or offer end; never called
