@@ -14,12 +14,34 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from phonenumbers import SUPPORTED_REGIONS
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ivr_engine.domain.money import Tariff, make_tariff
 from ivr_engine.domain.numbers import DEFAULT_COUNTRIES, DEFAULT_TYPES, DialPolicy, NumberType
 from ivr_engine.errors import ConfigError
+
+PriorityPolicy = Literal["fifo", "new_first"]
+
+
+class ServiceNumber(BaseModel):
+    """A number clients call (as dialled into the ``ivr-inbound`` context)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: Literal["en", "it"] = "en"
+    # "0" (first available expert) picks among the experts of this category; "" is all.
+    category: str = ""
+    # How this number's callers are ordered in a waiting list; None: IVR_PRIORITY_POLICY.
+    policy: PriorityPolicy | None = None
 
 
 class Settings(BaseSettings):
@@ -123,6 +145,25 @@ class Settings(BaseSettings):
         description="going available needs a passed line test this recent (0: not needed)",
     )
 
+    # Clients calling in (flows/service_line.py)
+    service_numbers: dict[str, ServiceNumber] = Field(
+        default_factory=dict,
+        description='numbers clients call, e.g. {"0200000001": {"language": "it",'
+        ' "category": "tarot", "policy": "new_first"}}',
+    )
+    priority_policy: PriorityPolicy = Field(
+        "fifo", description="waiting-list order for API requests and numbers without a policy"
+    )
+    hold_announce_seconds: float = Field(
+        30.0, ge=1, description="a holding caller hears their position this often"
+    )
+    missed_callback_minutes: float = Field(
+        15.0, gt=0, description="a missed call is called back within this long"
+    )
+    default_consultation_minutes: float = Field(
+        10.0, gt=0, description="the wait estimate's consultation length with no history"
+    )
+
     # Restarts, crashes and several engines
     lease_seconds: float = Field(
         15.0, ge=3, description="an engine silent this long is dead: its calls are adopted"
@@ -167,6 +208,17 @@ class Settings(BaseSettings):
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _planning_number_apart(self) -> Settings:
+        if self.planning_number in self.service_numbers:
+            raise ValueError("the planning number cannot also be a service number")
+        return self
+
+    def policy_of(self, number: str | None) -> PriorityPolicy:
+        """The waiting-list order for requests entering through ``number`` (None: the API)."""
+        service = self.service_numbers.get(number or "")
+        return (service.policy if service else None) or self.priority_policy
 
     @property
     def cel_dsn(self) -> str:
@@ -238,6 +290,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an address or network: {err}") from None
         return value
 
+    @field_validator("service_numbers")
+    @classmethod
+    def _service_numbers_digits(cls, numbers: dict[str, ServiceNumber]) -> dict[str, ServiceNumber]:
+        for number in numbers:
+            if not number or not all(ch.isdigit() or ch in "+*#" for ch in number):
+                raise ValueError(f"service number {number!r}: digits only")
+        return numbers
+
     @field_validator("dial_routes")
     @classmethod
     def _routes_have_number(cls, routes: dict[str, str]) -> dict[str, str]:
@@ -252,8 +312,9 @@ class Settings(BaseSettings):
 def settings_from_env(env: Mapping[str, str], **overrides: Any) -> Settings:
     """Settings from an ``IVR_*`` mapping (e.g. the sandbox's) plus explicit overrides."""
     values: dict[str, Any] = {key.removeprefix("IVR_").lower(): value for key, value in env.items()}
-    if isinstance(values.get("dial_routes"), str):
-        values["dial_routes"] = json.loads(values["dial_routes"])
+    for key in ("dial_routes", "service_numbers"):
+        if isinstance(values.get(key), str):
+            values[key] = json.loads(values[key])
     values.update(overrides)
     return load_settings(**values)
 

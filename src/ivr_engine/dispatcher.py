@@ -148,7 +148,7 @@ class Dispatcher:
                 while self._ready() and (fan := await self._claim_fanout()) is not None:
                     self._spawn_fanout(fan)
                 dues = [
-                    await claims.next_due(self.pool),
+                    await claims.next_due(self.pool, self.engine_id),
                     await offers.next_due(self.pool),
                     await expiry.next_expiry(self.pool, self.deps.settings.request_ttl_hours),
                 ]
@@ -229,6 +229,8 @@ class Dispatcher:
         finally:
             self._forget(request_id)
             self._keep_state.discard(request_id)
+            if self.deps.holding is not None:  # a caller holding for it looks again
+                self.deps.holding.settled(request_id)
             log.info("request.flow_done", detached=flow.detached)
             structlog.contextvars.unbind_contextvars("request_id", *context)
             self.poke()

@@ -25,6 +25,7 @@ from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.errors import IvrError
 from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.flows.held import HoldingCalls
 from ivr_engine.flows.inbound import InboundCalls
 from ivr_engine.flows.line_test import LineTests
 from ivr_engine.lease import Lease
@@ -104,7 +105,13 @@ class Engine:
             # Connected on first use: Asterisk's record is read only to bill calls that
             # ended unwatched, and the engine must start even while that database is away.
             self._cel_pool = await asyncpg.create_pool(s.cel_dsn, min_size=0, max_size=2)
-        deps = FlowDeps(settings=s, pool=pool, calls=self.calls, cel_pool=self._cel_pool)
+        deps = FlowDeps(
+            settings=s,
+            pool=pool,
+            calls=self.calls,
+            cel_pool=self._cel_pool,
+            holding=HoldingCalls(),
+        )
         self.line_tests = LineTests(deps, owner=lease.id, lease=s.lease_seconds)
         deps = replace(deps, line_test=self.line_tests.start)
         self.dispatcher = dispatcher = Dispatcher(
@@ -115,9 +122,10 @@ class Engine:
             pool,
             cancel_flow=dispatcher.cancel_request,
             line_test_hours=s.line_test_required_hours,
+            policy=s.priority_policy,
         )
         self.mailer = mailer = OutboxSender(pool, OutboxConfig.from_settings(s))
-        self.inbound = InboundCalls(deps)
+        self.inbound = InboundCalls(deps, engine_id=lease.id)
         self.listener.on(REQUESTS, dispatcher.poke)
         self.listener.on(OUTBOX, lambda _payload: mailer.poke())
         mailer.start()
@@ -155,6 +163,8 @@ class Engine:
         assert self.dispatcher is not None and self.lease is not None
         if self.recovery is not None:
             self.recovery.kick(stale_ok=self.lease.trusted())
+        if self.inbound is not None:
+            self.inbound.kick_adoption(self.settings.lease_seconds, stale_ok=self.lease.trusted())
         if self.line_tests is not None:
             self.line_tests.kick_recovery(stale_ok=self.lease.trusted())
         if self.dispatcher._loop_task is None and not self.dispatcher.draining:
@@ -164,6 +174,8 @@ class Engine:
     def _recover(self, stale_ok: bool) -> None:
         if self.recovery is not None and self.ari.connected.is_set():
             self.recovery.kick(stale_ok=stale_ok)
+        if self.inbound is not None and self.ari.connected.is_set():
+            self.inbound.kick_adoption(self.settings.lease_seconds, stale_ok=stale_ok)
         if self.line_tests is not None and self.ari.connected.is_set():
             self.line_tests.kick_recovery(stale_ok=stale_ok)
 

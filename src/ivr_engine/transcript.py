@@ -16,11 +16,25 @@ async def transcript(pool: asyncpg.Pool, request_id: int) -> list[str]:
     ):
         frm = e["from_state"] or "new"
         lines.append((e["at"], f"request   {frm} -> {e['to_state']}  ({e['detail']})"))
+    for i in await pool.fetch(
+        "SELECT * FROM inbound_calls WHERE request_id = $1 ORDER BY id", request_id
+    ):
+        caller = i["caller"] or "a withheld number"
+        lines.append(
+            (i["started_at"], f"call in   {i['channel_id']} from {caller} to {i['dialled']}")
+        )
+        if i["ended_at"]:
+            lines.append((i["ended_at"], f"call end  {i['channel_id']} outcome={i['outcome']}"))
     for a in await pool.fetch(
         "SELECT * FROM call_attempts WHERE request_id = $1 ORDER BY id", request_id
     ):
         who = f"{a['leg']:<6} {a['channel_id']}"
-        lines.append((a["started_at"], f"dial      {who} -> {a['dial_string']} ({a['purpose']})"))
+        if a["purpose"] == "inbound":  # the caller's own channel: nothing was dialled
+            lines.append((a["started_at"], f"held      {who} (the caller on the line)"))
+        else:
+            lines.append(
+                (a["started_at"], f"dial      {who} -> {a['dial_string']} ({a['purpose']})")
+            )
         if a["answered_at"]:
             lines.append((a["answered_at"], f"answer    {who}"))
         if a["ended_at"]:

@@ -23,12 +23,14 @@ from ivr_engine.calls import CallControl
 from ivr_engine.config import Settings
 from ivr_engine.dispatcher import Dispatcher
 from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.flows.held import HoldingCalls
+from ivr_engine.flows.inbound import InboundCalls
 from ivr_engine.prompts import Prompt, sound_uri
 from ivr_engine.recovery import Recovery
 from ivr_engine.store import attempts, engines, waiting
 from ivr_engine.store.notify import REQUESTS, Listener
 from ivr_engine.transcript import transcript
-from tests.fakes import FakeAri, FakeChannel
+from tests.fakes import FakeAri, FakeChannel, Phone
 
 ARI_USER = "ivr-engine-test"
 ARI_PASSWORD = "fake-ari-secret"
@@ -83,8 +85,11 @@ class Flows:
             settings.ari_app,
         )
         self.calls = CallControl(self.ari)
-        self.deps = FlowDeps(settings=settings, pool=pool, calls=self.calls)
+        self.deps = FlowDeps(settings=settings, pool=pool, calls=self.calls, holding=HoldingCalls())
         self.engine_id = uuid.uuid4()
+        # Calls entering from the dialplan (service numbers, the planning number).
+        self.inbound = InboundCalls(self.deps, engine_id=self.engine_id)
+        self.calls.on_inbound(self.inbound.route)
         self.dispatcher = Dispatcher(
             self.deps, ready=self.ari.connected.is_set, engine_id=self.engine_id
         )
@@ -122,6 +127,7 @@ class Flows:
         """As Engine.close: the flows are cancelled (their calls hung up), then ARI closes."""
         await self.recovery.close()
         await self.dispatcher.close()
+        await self.inbound.close()
         if self.hooks_run and not self.dead:
             await engines.stopped(self.pool, self.engine_id)
         await self.listener.close()
@@ -308,6 +314,25 @@ class Flows:
         ``fake.wait_until``, which is woken by each change)."""
         await _until(predicate, what, timeout)
 
+    async def until_async(
+        self,
+        read: Callable[[], Awaitable[Any]],
+        what: str,
+        *,
+        expect: Any = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """Wait until ``await read()`` is ``expect`` (or, with no ``expect``, truthy)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = await read()
+            if (value == expect) if expect is not None else bool(value):
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"still waiting after {timeout}s for {what}: {value!r}")
+            await asyncio.sleep(0.02)
+
     async def row(self, request_id: int) -> asyncpg.Record:
         return await self.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
 
@@ -340,6 +365,27 @@ class Flows:
 
     async def expert_row(self, expert_id: int) -> asyncpg.Record:
         return await self.pool.fetchrow("SELECT * FROM experts WHERE id = $1", expert_id)
+
+    def call_in(self, dialled: str, caller: str, script: Phone | None = None) -> FakeChannel:
+        """A phone at ``caller`` calls ``dialled``: the channel enters the application from
+        the dialplan (``ivr-inbound``), ringing, as Asterisk sends it."""
+        channel = FakeChannel(
+            self.fake,
+            f"in-{self.fake.next_name()}",
+            endpoint=f"PJSIP/{caller}@ivr-trunk",
+            phone=script or Phone(),
+            app=self.settings.ari_app,
+            args=["inbound", dialled],
+            caller_id=caller,
+        )
+        channel.state, channel.in_stasis = "Up", True
+        channel.answered_at = channel.created_at
+        self.fake.channels[channel.id] = channel
+        self.fake.history.append(channel)
+        self.fake.emit(
+            self.settings.ari_app, "StasisStart", channel=channel.snapshot(), args=channel.args
+        )
+        return channel
 
     def heard(self, channel: FakeChannel, prompt: str) -> bool:
         """Whether the engine played the prompt named ``prompt`` to ``channel``."""

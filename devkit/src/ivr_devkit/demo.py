@@ -2,7 +2,9 @@
 
 A client asks for an expert over the HTTP API; the expert's phone (a SIPp UAS) rings,
 answers and presses 1; the client's phone rings, answers, talks for a few seconds and hangs
-up. The transcript comes from what PostgreSQL recorded. Everything started here is stopped
+up. Then a second client calls the service number (a SIPp UAC), types the expert's code,
+holds (hearing their place in line) and is bridged to the expert on their own call. The
+transcripts come from what PostgreSQL recorded. Everything started here is stopped
 at the end, unless ``--keep``: then it stays up until Ctrl-C.
 """
 
@@ -22,7 +24,7 @@ from aiosmtpd.controller import Controller
 
 from ivr_devkit.pgcluster import ThrowawayCluster
 from ivr_devkit.sandbox import Sandbox
-from ivr_devkit.simphones import PhoneBook, answer
+from ivr_devkit.simphones import Keys, PhoneBook, answer
 from ivr_engine.config import settings_from_env
 from ivr_engine.engine import Engine
 from ivr_engine.store import accounts, waiting
@@ -30,6 +32,8 @@ from ivr_engine.transcript import transcript
 
 EXPERT_PHONE = "+390600000101"
 CLIENT_PHONE = "+393330000202"
+INBOUND_CALLER = "+393330000203"
+SERVICE_NUMBER = "0200000001"  # the demo's service number (IVR_SERVICE_NUMBERS)
 # KEEP=1: numbers that ring the sandbox's softphone accounts, for an operator to play with.
 SOFTPHONE_EXPERT = "+390600000991"  # rings operator1
 SOFTPHONE_CLIENT = "+393330000992"  # rings operator2
@@ -54,7 +58,8 @@ async def run_demo(*, keep: bool = False) -> int:
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_tcp_port())
     smtp.start()
     try:
-        await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500))
+        # Twice: the API request, then the call in (the caller hangs up after talking).
+        await phones.phone(EXPERT_PHONE, answer("1", dtmf_delay_ms=1500), calls=2)
         await phones.phone(CLIENT_PHONE, answer(hangup_after_ms=10000))
         token = secrets.token_urlsafe(16)
         settings = settings_from_env(
@@ -69,6 +74,8 @@ async def run_demo(*, keep: bool = False) -> int:
                 SOFTPHONE_CLIENT: "PJSIP/operator2",
             },
             ring_timeout=15,
+            service_numbers={SERVICE_NUMBER: {"language": "en"}},
+            hold_announce_seconds=5,
             smtp_port=smtp.port,
             mail_from="ivr-engine@demo.invalid",
         )
@@ -90,11 +97,12 @@ async def run_demo(*, keep: bool = False) -> int:
                 print("  | " + line)
         except TimeoutError:
             print("no email arrived within 20 s")
+        inbound_state = await _inbound_consultation(engine, phones, expert_id)
         if keep:
             await _panel_demo(engine, base, token, expert_id)
             _print_access(info, base, token, dsn)
             await _wait_for_ctrl_c()
-        return 0 if state == "completed" else 1
+        return 0 if state == inbound_state == "completed" else 1
     finally:
         if engine is not None:
             await engine.close()
@@ -119,6 +127,34 @@ class _Mailbox:
         self.text = f"To: {message['To']}\nSubject: {message['Subject']}\n\n{content}"
         self.arrived.set()
         return "250 OK"
+
+
+async def _inbound_consultation(engine: Engine, phones: PhoneBook, expert_id: int) -> str:
+    """A client calls the service number, types the expert's code and holds until bridged."""
+    print()
+    print(f"a client calls {SERVICE_NUMBER} from {INBOUND_CALLER} and types {expert_id}# ...")
+    caller = await phones.call(
+        SERVICE_NUMBER,
+        from_number=INBOUND_CALLER.lstrip("+"),
+        keys=(Keys(f"{expert_id}#", after_ms=2000),),
+        hangup_after_ms=25000,
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    request_id = None
+    while request_id is None and loop.time() < deadline:
+        request_id = await engine.pool.fetchval("SELECT request_id FROM inbound_calls")
+        await asyncio.sleep(0.2)
+    if request_id is None:
+        print("the caller never joined the waiting list")
+        await caller.stop()
+        return "no request"
+    state = await _wait_final(engine, int(request_id), timeout=90)
+    await caller.finished(30)
+    print(f"request {request_id} (called in): {state}")
+    for line in await transcript(engine.pool, int(request_id)):
+        print("  " + line)
+    return state
 
 
 def _tcp_port_free(port: int) -> bool:

@@ -146,6 +146,8 @@ class Leg:
     async def _step(self, aw: Awaitable[T], timeout: float | None) -> T:
         """Await ``aw`` unless the leg hangs up first (Hangup) or time runs out."""
         if self._gone.done():
+            if asyncio.iscoroutine(aw):
+                aw.close()  # never started: no "never awaited" warning
             raise self._gone.result()
         task = asyncio.ensure_future(aw)
         waiters: set[asyncio.Future[object]] = {task, self._gone}  # type: ignore[arg-type]
@@ -324,6 +326,13 @@ class Leg:
             except StepTimeout:
                 break
         return typed
+
+    async def next_key(self, timeout: float | None) -> str | None:
+        """The next key pressed (keys pressed earlier are queued) within ``timeout``, or None."""
+        try:
+            return await self._step(self._digits.get(), timeout=timeout)
+        except StepTimeout:
+            return None
 
     async def answer(self) -> None:
         """Answer a channel that came in through the dialplan."""

@@ -22,3 +22,6 @@ class Job:
     client_alias: str
     client_phone: str
     client_language: str
+    # The caller holding on the line for this request (flows/holding.py): the client leg is
+    # their channel, no call is placed to the client.
+    holding_channel: str | None = None

@@ -23,6 +23,7 @@ from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
+from ivr_engine.flows.holding import take_held
 from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs, Hold
 from ivr_engine.prompts import Prompt, rate_media
 from ivr_engine.store import consultations, waiting
@@ -76,7 +77,8 @@ class AcceptanceFlow(CallLegs):
             await self._say_and_hangup(expert, Prompt.REFUSED_GOODBYE)
             await self._end_attempt(expert, "refused", choice="3")
             await self._move(S.RINGING_EXPERT, S.REFUSED, "expert_refused")
-            await self._tell_client_declined()
+            if job.holding_channel is None:  # a holding caller is told by their hold loop
+                await self._tell_client_declined()
             return
         await self._connect(expert)
 
@@ -126,6 +128,10 @@ class AcceptanceFlow(CallLegs):
         IVR_CLIENT_RETRY_DELAY apart); announce and bridge, or tell the expert why not.
         Every outcome moves the request out of RINGING_CLIENT."""
         job = self.job
+        if (held := await take_held(self.deps, job)) is not None:
+            # The client holds on the line: their channel is the client leg, nobody is dialled.
+            await self._client_ready(expert, held, hold)
+            return
         attempt = 0
         while True:
             attempt += 1
@@ -169,7 +175,10 @@ class AcceptanceFlow(CallLegs):
                 await self._client_unreachable(err.cause_txt or "no_answer")
                 return
         await self._answered(client)
+        await self._client_ready(expert, client, hold)
 
+    async def _client_ready(self, expert: Leg, client: Leg, hold: Hold) -> None:
+        """The client is on the line: "connecting you", then the bridge."""
         try:
             await client.play(self.media(Prompt.CLIENT_CONNECTING))
         except Hangup:

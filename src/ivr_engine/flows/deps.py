@@ -9,6 +9,7 @@ import asyncpg
 
 from ivr_engine.calls import CallControl, Leg
 from ivr_engine.config import Settings
+from ivr_engine.flows.held import HoldingCalls
 
 
 class StartLineTest(Protocol):
@@ -26,6 +27,8 @@ class FlowDeps:
     calls: CallControl
     # Where Asterisk's CEL rows are read (IVR_CEL_DATABASE_URL); None: the engine's database.
     cel_pool: asyncpg.Pool | None = None
+    # This engine's callers holding on the line (flows/holding.py); None: none are taken.
+    holding: HoldingCalls | None = None
     # Starts a line self-test (the phone menu's key 0); None: the menu does not offer it.
     line_test: StartLineTest | None = None
 

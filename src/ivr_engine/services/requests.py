@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from ivr_engine.domain.holding import Policy
 from ivr_engine.domain.planning import Reason
 from ivr_engine.domain.requests import RequestView
 from ivr_engine.errors import ListClosed
@@ -28,11 +29,13 @@ class RequestActions:
         cancel_flow: CancelFlow = _no_flow,
         *,
         line_test_hours: float = 0.0,
+        policy: Policy = "fifo",
     ) -> None:
         self.pool = pool
         self._cancel_flow = cancel_flow
         # IVR_LINE_TEST_REQUIRED_HOURS: a solicit that ends a pause needs a recent passed test.
         self.line_test_hours = line_test_hours
+        self.policy = policy  # IVR_PRIORITY_POLICY: how API requests are ordered
 
     async def join(self, expert_id: int, client_id: int) -> RequestView:
         """The client enters the expert's waiting list, if it is open (a pause does not
@@ -41,7 +44,7 @@ class RequestActions:
         now = av.at(datetime.now(UTC))
         if not now.open and now.reason is not Reason.PAUSED:
             raise ListClosed(expert_id, now.reason.value, now.next_opening)
-        return await waiting.create(self.pool, expert_id, client_id)
+        return await waiting.create(self.pool, expert_id, client_id, policy=self.policy)
 
     async def leave(self, request_id: int) -> RequestView:
         """The client leaves: the request is lost and any call of it is hung up."""

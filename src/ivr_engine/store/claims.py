@@ -22,7 +22,8 @@ S = RequestState
 async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job | None:
     """Take the next due request whose expert is free, moving it to ringing_expert and
     recording ``owner``, the engine that will run its call. Requests whose call an engine
-    interrupted come first."""
+    interrupted come first, then by rank (``new_first``: new clients), then by due time. A
+    caller holding on the line is taken only by the engine holding their channel."""
     async with pool.acquire() as conn:
         for _ in range(5):
             try:
@@ -39,9 +40,9 @@ async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job 
     return None
 
 
-async def next_due(pool: asyncpg.Pool) -> datetime | None:
+async def next_due(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> datetime | None:
     """When the earliest request whose expert is free becomes due (None: nothing waits)."""
-    return await pool.fetchval(_NEXT_DUE_SQL, ACTIVE)  # type: ignore[no-any-return]
+    return await pool.fetchval(_NEXT_DUE_SQL, ACTIVE, owner)  # type: ignore[no-any-return]
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -60,6 +61,7 @@ def _job(row: asyncpg.Record) -> Job:
         client_alias=row["client_alias"],
         client_phone=row["client_phone"],
         client_language=row["client_language"],
+        holding_channel=row["holding_channel"],
     )
 
 
@@ -83,12 +85,15 @@ _DUE_AT = (
     " coalesce(e.paused_until, w.next_attempt_at))"
 )
 
-_NEXT_DUE_SQL = f"SELECT min({_DUE_AT}) {_FREE}"
+# A caller holding on the line is connected by the engine that holds their channel.
+_HELD_HERE = "(w.holding_channel IS NULL OR w.holding_engine IS NOT DISTINCT FROM $2)"
+
+_NEXT_DUE_SQL = f"SELECT min({_DUE_AT}) {_FREE} AND {_HELD_HERE}"
 
 _CLAIM_SQL = f"""
 WITH picked AS (
-    SELECT w.id {_FREE} AND {_DUE_AT} <= now()
-    ORDER BY w.priority DESC, w.next_attempt_at, w.id
+    SELECT w.id {_FREE} AND {_HELD_HERE} AND {_DUE_AT} <= now()
+    ORDER BY w.priority DESC, w.list_rank, w.next_attempt_at, w.id
     LIMIT 1
     FOR UPDATE OF w SKIP LOCKED
 )
@@ -99,5 +104,5 @@ WHERE r.id = picked.id AND e.id = r.expert_id AND c.id = r.client_id
 RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,
           e.email AS expert_email, e.language AS expert_language, e.rate_per_minute, e.category,
           e.acceptance_ivr, r.client_id, c.alias AS client_alias, c.phone AS client_phone,
-          c.language AS client_language
+          c.language AS client_language, r.holding_channel
 """

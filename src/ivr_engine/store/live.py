@@ -21,6 +21,8 @@ class Waiting:
     since: datetime
     attempts: int
     next_attempt_at: datetime
+    holding: bool = False  # on the line now (else waits to be called back)
+    callback_by: datetime | None = None  # a missed call: the promise to call back by then
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,12 @@ def _active(row: asyncpg.Record) -> Active:
 async def expert_calls(pool: asyncpg.Pool, expert_id: int) -> ExpertCalls:
     active = await pool.fetchrow(_ACTIVE_SQL + " AND r.expert_id = $2", list(ACTIVE), expert_id)
     rows = await pool.fetch(
-        "SELECT r.id, r.client_id, k.alias, r.created_at, r.attempts, r.next_attempt_at"
+        "SELECT r.id, r.client_id, k.alias, r.created_at, r.attempts, r.next_attempt_at,"
+        " r.holding_channel IS NOT NULL AS holding, r.callback_by"
         " FROM requests r JOIN clients k ON k.id = r.client_id"
-        " WHERE r.expert_id = $1 AND r.state = 'waiting' ORDER BY r.next_attempt_at, r.id",
+        " WHERE r.expert_id = $1 AND r.state = 'waiting'"
+        # The order the dispatcher serves them in (store/claims.py).
+        " ORDER BY r.priority DESC, r.list_rank, r.next_attempt_at, r.id",
         expert_id,
     )
     waiting = [
@@ -80,6 +85,8 @@ async def expert_calls(pool: asyncpg.Pool, expert_id: int) -> ExpertCalls:
             since=r["created_at"],
             attempts=r["attempts"],
             next_attempt_at=r["next_attempt_at"],
+            holding=r["holding"],
+            callback_by=r["callback_by"],
         )
         for i, r in enumerate(rows, start=1)
     ]

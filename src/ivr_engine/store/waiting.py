@@ -8,10 +8,13 @@ each change, which wakes the dispatchers and the live pages of every engine.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from ivr_engine.domain.holding import Policy, list_rank
 from ivr_engine.domain.requests import RequestState, RequestView, can_leave, check_transition
 from ivr_engine.errors import Conflict, NotFound
 from ivr_engine.store import outbox
@@ -19,6 +22,14 @@ from ivr_engine.store import outbox
 S = RequestState
 ACTIVE = [s.value for s in (S.RINGING_EXPERT, S.RINGING_CLIENT, S.CONNECTED)]
 ONE_LIVE_PER_CLIENT = "requests_one_live_per_client"  # the unique index of migration 0010
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A caller on the line for a new request: their channel and the engine holding it."""
+
+    channel: str
+    engine: uuid.UUID | None
 
 
 def view_of(row: asyncpg.Record) -> RequestView:
@@ -35,7 +46,17 @@ def view_of(row: asyncpg.Record) -> RequestView:
     )
 
 
-async def create(pool: asyncpg.Pool, expert_id: int, client_id: int) -> RequestView:
+async def create(
+    pool: asyncpg.Pool,
+    expert_id: int,
+    client_id: int,
+    *,
+    policy: Policy = "fifo",
+    holding: Holding | None = None,
+    not_before: datetime | None = None,
+) -> RequestView:
+    """A new entry at the end of the expert's list, ranked by ``policy``; ``holding`` is the
+    caller's channel (and engine) when they hold on the line; ``not_before`` a callback time."""
     async with pool.acquire() as conn, conn.transaction():
         expert = await conn.fetchrow(
             "SELECT taking_calls FROM experts WHERE id = $1 FOR SHARE", expert_id
@@ -56,10 +77,19 @@ async def create(pool: asyncpg.Pool, expert_id: int, client_id: int) -> RequestV
         if dup:
             raise Conflict(f"client {client_id} is already in this list (request {dup})")
         try:
+            earlier = await conn.fetchval(
+                "SELECT count(*) FROM consultations WHERE client_id = $1", client_id
+            )
             row = await conn.fetchrow(
-                "INSERT INTO requests (expert_id, client_id) VALUES ($1, $2) RETURNING *",
+                "INSERT INTO requests (expert_id, client_id, list_rank, holding_channel,"
+                " holding_engine, next_attempt_at)"
+                " VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) RETURNING *",
                 expert_id,
                 client_id,
+                list_rank(policy, earlier_consultations=earlier),
+                holding.channel if holding else None,
+                holding.engine if holding else None,
+                not_before,
             )
         except asyncpg.UniqueViolationError as err:
             # Another join of the same client committed between our SELECT and INSERT: the

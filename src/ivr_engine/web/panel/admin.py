@@ -6,12 +6,13 @@ The guard (panel/auth.py) lets only admin accounts reach /admin.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from ivr_engine.store import admin as store
+from ivr_engine.store import holding as holding_store
 from ivr_engine.store import live as live_store
 from ivr_engine.store import offers
 from ivr_engine.web import live
@@ -22,23 +23,37 @@ from ivr_engine.web.panel.render import page
 
 # The figures' "today" is the service's day, wherever the engine's clock runs.
 SERVICE_ZONE = "Europe/Rome"
+CALLS_IN_DAYS = 7  # days of calls-in figures on the overview
 
 
 # -- overview -----------------------------------------------------------------------------
 async def overview(request: web.Request) -> web.Response:
     pool = request.app[DEPS].pool
     zone = ZoneInfo(SERVICE_ZONE)
-    figures = await store.day_figures(pool, datetime.now(zone).date(), zone)
+    today = datetime.now(zone).date()
+    figures = await store.day_figures(pool, today, zone)
+    days = [today - timedelta(days=n) for n in range(CALLS_IN_DAYS)]
+    calls_in = await holding_store.figures(pool, days, zone)
     calls = await live_store.all_active(pool)
     category = await offers.recent(pool)
+    holding = await holding_store.holding_callers(pool)
     return page(
-        request, "admin.html", calls=calls, figures=figures, category=category, tz=SERVICE_ZONE
+        request,
+        "admin.html",
+        calls=calls,
+        holding=holding,
+        figures=figures,
+        calls_in=calls_in,
+        category=category,
+        tz=SERVICE_ZONE,
     )
 
 
 async def live_fragment(request: web.Request) -> web.Response:
-    calls = await live_store.all_active(request.app[DEPS].pool)
-    return page(request, "_admin_live.html", calls=calls, tz=SERVICE_ZONE)
+    pool = request.app[DEPS].pool
+    calls = await live_store.all_active(pool)
+    holding = await holding_store.holding_callers(pool)
+    return page(request, "_admin_live.html", calls=calls, holding=holding, tz=SERVICE_ZONE)
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -70,6 +85,27 @@ i18n.register(
         "admin.live": "Calls in progress",
         "admin.live_note": "This list updates by itself.",
         "admin.live_empty": "No call in progress.",
+        "admin.holding": "Callers holding on the line",
+        "admin.holding_empty": "Nobody is holding on the line.",
+        "admin.col.position": "Position",
+        "admin.col.day": "Day",
+        "admin.calls_in": "Calls to the service numbers",
+        "admin.in.calls_in": "Calls in",
+        "admin.in.answered": "Answered",
+        "admin.in.abandoned": "Abandoned",
+        "admin.in.speed": "Average speed of answer",
+        "admin.in.withheld": "Withheld numbers",
+        "admin.in.called_back": "Missed calls called back in time",
+        "admin.in_legend.calls_in": "calls to a service number that day.",
+        "admin.in_legend.answered": "calls bridged to an expert while the caller was on the line.",
+        "admin.in_legend.abandoned": "callers who hung up while holding (or whose call the"
+        " engine had to end): each is a missed call, called back.",
+        "admin.in_legend.speed": "mean time from the start of the call to the expert, for"
+        " answered calls.",
+        "admin.in_legend.withheld": "callers whose number was withheld or cannot be called"
+        " back: they were told so.",
+        "admin.in_legend.called_back": "missed calls of that day whose call back started before"
+        " the promised time (IVR_MISSED_CALLBACK_MINUTES), out of those due or called back.",
         "admin.col.expert": "Expert",
         "admin.col.client": "Client",
         "admin.col.state": "State",
@@ -178,6 +214,29 @@ i18n.register(
         "admin.live": "Chiamate in corso",
         "admin.live_note": "Questa lista si aggiorna da sola.",
         "admin.live_empty": "Nessuna chiamata in corso.",
+        "admin.holding": "Chiamanti in linea in attesa",
+        "admin.holding_empty": "Nessuno è in attesa in linea.",
+        "admin.col.position": "Posizione",
+        "admin.col.day": "Giorno",
+        "admin.calls_in": "Chiamate ai numeri del servizio",
+        "admin.in.calls_in": "Chiamate ricevute",
+        "admin.in.answered": "Risposte",
+        "admin.in.abandoned": "Abbandonate",
+        "admin.in.speed": "Tempo medio di risposta",
+        "admin.in.withheld": "Numeri nascosti",
+        "admin.in.called_back": "Chiamate perse richiamate in tempo",
+        "admin.in_legend.calls_in": "chiamate a un numero del servizio quel giorno.",
+        "admin.in_legend.answered": "chiamate collegate a un esperto mentre il chiamante era in"
+        " linea.",
+        "admin.in_legend.abandoned": "chiamanti che hanno riagganciato durante l'attesa (o la"
+        " cui chiamata il motore ha dovuto chiudere): ognuna è una chiamata persa, richiamata.",
+        "admin.in_legend.speed": "tempo medio dall'inizio della chiamata all'esperto, per le"
+        " chiamate risposte.",
+        "admin.in_legend.withheld": "chiamanti con numero nascosto o non richiamabile: è stato"
+        " detto loro.",
+        "admin.in_legend.called_back": "chiamate perse di quel giorno la cui richiamata è"
+        " partita entro l'ora promessa (IVR_MISSED_CALLBACK_MINUTES), su quelle scadute o"
+        " richiamate.",
         "admin.col.expert": "Esperto",
         "admin.col.client": "Cliente",
         "admin.col.state": "Stato",

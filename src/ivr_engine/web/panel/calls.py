@@ -155,6 +155,10 @@ i18n.register(
         " first.",
         "calls.done.refused": "Waiting clients refused: {count}. Each one was told by email.",
         "calls.live": "This list updates by itself.",
+        "calls.how": "How",
+        "calls.holding": "On the line",
+        "calls.callback": "To call back",
+        "calls.callback_by": "missed call: by {at}",
         "refuse.title": "Refuse all waiting clients?",
         "refuse.text": "{count} clients are waiting. Each one will be told by email, with an"
         " appointment at your next opening. This cannot be undone.",
@@ -205,6 +209,10 @@ i18n.register(
         "calls.done.refused": "Clienti in attesa rifiutati: {count}. Ognuno è stato avvisato"
         " per email.",
         "calls.live": "Questa lista si aggiorna da sola.",
+        "calls.how": "Come",
+        "calls.holding": "In linea",
+        "calls.callback": "Da richiamare",
+        "calls.callback_by": "chiamata persa: entro le {at}",
         "refuse.title": "Rifiutare tutti i clienti in attesa?",
         "refuse.text": "{count} clienti sono in attesa. Ognuno sarà avvisato per email, con un"
         " appuntamento alla tua prossima apertura. Non si può annullare.",
