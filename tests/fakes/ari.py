@@ -31,6 +31,8 @@ POST     /bridges/{id}?type=                      create: 200; an existing one g
 POST     /bridges/{id}/addChannel?channel=a,b     204, 404 (bridge), 400 (channel not found),
                                                   422 (channel not in Stasis)
 DELETE   /bridges/{id}                            204, 404
+PUT      /applications/{app}/eventFilter          {"allowed": [{"type": T}, ...]}: only those
+                                                  types reach the app's sockets; 200, 400
 =======  ======================================  ==============================================
 
 Events (only those the engine reacts to, with the fields its models read): ChannelStateChange,
@@ -503,6 +505,7 @@ class FakeAri:
         self.history: list[FakeChannel] = []  # every channel ever, in creation order
         self.bridges: dict[str, FakeBridge] = {}
         self.subscriptions: list[tuple[str, list[str]]] = []  # (app, event sources)
+        self.event_filters: dict[str, set[str]] = {}  # app -> the event types it is sent
         self.history_bridges: dict[str, FakeBridge] = {}  # every bridge ever made, by id
         self.playbacks: dict[str, FakePlayback] = {}
         self.calls: list[RestCall] = []  # every REST call received
@@ -548,6 +551,7 @@ class FakeAri:
         r.add_delete("/ari/bridges/{bridge_id}", self._destroy_bridge)
         r.add_post("/ari/bridges/{bridge_id}/play", self._play_to_bridge)
         r.add_post("/ari/applications/{app}/subscription", self._subscribe)
+        r.add_put("/ari/applications/{app}/eventFilter", self._event_filter)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)
@@ -711,18 +715,24 @@ class FakeAri:
         text = json.dumps(event)
         receivers = [sub for sub in self._subscribers if sub.app == app]
         for sub in receivers:
-            sub.queue.put_nowait(text)
+            if self._wants(app, event_type):
+                sub.queue.put_nowait(text)
         # Applications that subscribed to this channel or bridge get it too (as themselves).
         for other in sorted(self._subscribed_apps(fields) - {app}):
             copy = json.dumps({**event, "application": other})
             for sub in self._subscribers:
                 if sub.app == other:
-                    sub.queue.put_nowait(copy)
+                    if self._wants(other, event_type):
+                        sub.queue.put_nowait(copy)
                     receivers.append(sub)
         self.events.append(event)
         if not receivers:
             self.lost_events.append(event)
         self.bump()
+
+    def _wants(self, app: str, event_type: str) -> bool:
+        allowed = self.event_filters.get(app)
+        return allowed is None or event_type in allowed
 
     def _subscribed_apps(self, fields: dict[str, Any]) -> set[str]:
         sources = set()
@@ -1052,6 +1062,16 @@ class FakeAri:
             {"id": playback_id, "media_uri": media[0], "target_uri": f"bridge:{bridge.id}"},
             status=201,
         )
+
+    async def _event_filter(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            allowed = {str(item["type"]) for item in body.get("allowed", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return _error(400, "Invalid event filter")
+        app = request.match_info["app"]
+        self.event_filters[app] = allowed
+        return web.json_response({"name": app, "events_allowed": sorted(allowed)})
 
     async def _subscribe(self, request: web.Request) -> web.Response:
         """``eventSource=channel:ID,bridge:ID``: 422 when one of them does not exist (the

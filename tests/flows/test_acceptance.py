@@ -10,10 +10,11 @@ from decimal import Decimal
 
 import pytest
 
+from ivr_engine.calls.control import ROUTED_EVENTS
 from ivr_engine.domain.media import RTP_TIMEOUT_CAUSE
 from tests.fakes import Phone, answers, busy, never_answers, refuses
 
-from .conftest import CLIENT, EXPERT, StartFlows
+from .conftest import APP, CLIENT, EXPERT, StartFlows
 
 pytestmark = pytest.mark.flows
 
@@ -414,3 +415,14 @@ async def test_a_leg_hung_up_for_silence_is_billed_until_its_media_stopped(
     c = await h.consultation(request_id)
     assert c is not None and c["ended_by"] == "client"
     assert c["billed_seconds"] == 2  # 3.2 s bridged, less the 2 s of silence, rounded up
+
+
+async def test_asterisk_sends_the_engine_only_the_events_it_routes(flows: StartFlows) -> None:
+    h = await flows()
+    await h.fake.wait_until(lambda: APP in h.fake.event_filters, what="event filter")
+    assert h.fake.event_filters[APP] == set(ROUTED_EVENTS)
+    # Still every step of a call: the flow needs nothing the filter leaves out.
+    h.fake.phone(EXPERT, answers(press="1", hang_up_in_bridge_after=0.1))
+    h.fake.phone(CLIENT, answers())
+    request_id = await h.request(await h.expert())
+    assert await h.settled(request_id, "completed") == "completed"

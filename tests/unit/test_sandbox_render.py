@@ -25,6 +25,7 @@ from ivr_devkit.sandbox.render import (
     write_configs,
 )
 from ivr_devkit.sandbox.sounds import install_prompts, link_languages, resolve_in_root
+from ivr_engine import asterisk_conf
 
 Section = tuple[str, dict[str, list[str]]]
 
@@ -62,6 +63,7 @@ def creds() -> Secrets:
         ari_password="ari-Secret-1",
         ami_secret="ami-Secret-2",
         operators={name: f"op-Secret-{name}" for name in OPERATORS},
+        bench_ami_secret="bench-Secret-3",
     )
 
 
@@ -119,6 +121,20 @@ def test_ami_rights_are_the_least_the_health_check_needs(rendered: dict[str, str
         # CoreStatus needs "reporting"; "command" would be the whole CLI.
         assert user[key] == ["reporting"]
     assert user["permit"] == ["127.0.0.1/255.255.255.255"]
+
+
+def test_the_bench_user_and_context_are_the_sandbox_s_only(rendered: dict[str, str]) -> None:
+    bench = section(rendered["manager.conf"], "ivr-bench")
+    assert (bench["read"], bench["write"]) == (["user"], ["originate"])
+    assert bench["secret"] == ["bench-Secret-3"]
+    assert bench["permit"] == ["127.0.0.1/255.255.255.255"]
+    steps = " ".join(section(rendered["extensions.conf"], "ivr-bench")["same"])
+    assert "A(ivr-engine/client_connecting)" in steps and "m(ivr-bench-hold)" in steps
+    hold = section(rendered["musiconhold.conf"], "ivr-bench-hold")
+    assert hold["announcement"] == ["ivr-engine/connecting_you"]
+    # The files a sysadmin gets from the engine have neither.
+    for name in ("manager.conf", "extensions.conf"):
+        assert "ivr-bench" not in asterisk_conf.template(name).read_text(encoding="utf-8")
 
 
 def test_asterisk_serves_its_own_metrics(rendered: dict[str, str]) -> None:
@@ -184,7 +200,7 @@ def test_ports_from_env_are_used(creds: Secrets) -> None:
     assert section(rendered["http.conf"], "general")["bindport"] == ["28088"]
     assert section(rendered["pjsip.conf"], "ivr-transport-udp")["bind"] == ["127.0.0.1:25060"]
     rtp = section(rendered["rtp.conf"], "general")
-    assert (rtp["rtpstart"], rtp["rtpend"]) == (["20000"], ["20999"])
+    assert (rtp["rtpstart"], rtp["rtpend"]) == (["20000"], ["29999"])
 
 
 @pytest.mark.parametrize("bad", ["http", "0", "70000"])

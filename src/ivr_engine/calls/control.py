@@ -40,6 +40,19 @@ InboundHandler = Callable[[StasisStart], None]
 LOST_WHILE_DISCONNECTED = "lost while disconnected"
 
 
+# The events _route acts on: Asterisk is asked to send nothing else (ChannelVarset,
+# ChannelStateChange, PlaybackStarted, Dial... were half of what crossed the socket).
+ROUTED_EVENTS = (
+    "StasisStart",
+    "StasisEnd",
+    "ChannelDtmfReceived",
+    "PlaybackFinished",
+    "ChannelHangupRequest",
+    "ChannelDestroyed",
+    "ChannelEnteredBridge",
+)
+
+
 class CallControl:
     def __init__(self, ari: AriClient) -> None:
         self.ari = ari
@@ -50,6 +63,7 @@ class CallControl:
         self._plays = 0
         self._hangups: set[asyncio.Task[None]] = set()  # orphans being hung up
         ari.on_event(self._route)
+        ari.only_events(ROUTED_EVENTS)
         ari.on_connected(self.resync)
 
     def on_inbound(self, handler: InboundHandler) -> None:

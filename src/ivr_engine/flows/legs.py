@@ -222,12 +222,14 @@ class Hold:
     def __init__(self, leg: Leg, prompt: str | None) -> None:
         self.leg = leg
         self._over = False
+        self._music = False  # start_moh was asked for: end() must stop it
         self._task = asyncio.create_task(self._run(prompt), name=f"hold-{leg.id}")
 
     async def _run(self, prompt: str | None) -> None:
         if prompt is not None:
             await self.leg.play(prompt)
         if not self._over:
+            self._music = True
             await self.leg.start_moh()
 
     async def end(self) -> None:
@@ -241,14 +243,17 @@ class Hold:
                 await asyncio.wait({self._task}, timeout=HANGUP_BUDGET)
         finally:
             await self.close()
-        if not self.leg.is_gone:
+        if self._music and not self.leg.is_gone:
             await self.leg.stop_moh()
 
     async def close(self) -> None:
         self._over = True
         if not self._task.done():
             self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        (outcome,) = await asyncio.gather(self._task, return_exceptions=True)
+        if isinstance(outcome, Exception) and not isinstance(outcome, Hangup):
+            # The caller heard silence instead of the prompt or the music; the call goes on.
+            log.warning("call.hold_failed", channel_id=self.leg.id, error=repr(outcome))
 
 
 def _now() -> datetime:

@@ -112,3 +112,18 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER offers_notify AFTER INSERT OR UPDATE OF state ON offers
     FOR EACH ROW EXECUTE FUNCTION notify_offer_change();
+
+-- The claim queue of migration 0012 refreshes an expert when a request's expert changes;
+-- a category request's expert goes from NULL to the winner (and back on a hand-back), and
+-- NULL <> x is not true: compare with IS DISTINCT FROM.
+CREATE OR REPLACE FUNCTION requests_queue_sync() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM expert_queue_refresh(OLD.expert_id);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.expert_id IS DISTINCT FROM OLD.expert_id) THEN
+        PERFORM expert_queue_refresh(NEW.expert_id);
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;

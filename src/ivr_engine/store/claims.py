@@ -1,8 +1,13 @@
 """Claims: which waiting request is rung next, and by which engine.
 
 A claim moves one due request whose expert is free to ``ringing_expert`` in one
-statement. The partial unique index on active requests makes a concurrent claim for the
-same expert (by this engine or another one) fail instead of ringing the expert twice.
+statement. It costs the same whatever the length of the lists: it reads the few free
+experts due first from one index (experts.queue_due, kept by a trigger: migration 0012)
+and the head of each one's list from another, locking the experts it looks at (SKIP
+LOCKED: a second engine takes other experts). The partial unique index on active requests
+still makes a concurrent claim for the same expert fail instead of ringing them twice.
+
+Across experts the one due first is served first; within a list, ``WAITING_ORDER``.
 """
 
 from __future__ import annotations
@@ -13,36 +18,35 @@ from datetime import datetime
 import asyncpg
 
 from ivr_engine.domain.job import Job
-from ivr_engine.domain.requests import RequestState
-from ivr_engine.store.waiting import ACTIVE, event
-
-S = RequestState
 
 
 async def claim_next(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> Job | None:
     """Take the next due request whose expert is free, moving it to ringing_expert and
-    recording ``owner``, the engine that will run its call. Requests whose call an engine
-    interrupted come first, then by rank (``new_first``: new clients), then by due time. A
-    caller holding on the line is taken only by the engine holding their channel."""
-    async with pool.acquire() as conn:
-        for _ in range(5):
-            try:
-                async with conn.transaction():
-                    row = await conn.fetchrow(_CLAIM_SQL, ACTIVE, owner)
-                    if row is None:
-                        return None
-                    await event(
-                        conn, row["id"], S.WAITING, S.RINGING_EXPERT, f"attempt {row['attempts']}"
-                    )
-                    return _job(row)
-            except asyncpg.UniqueViolationError:
-                continue  # another engine claimed for this expert first
+    recording ``owner``, the engine that will run its call. Within an expert's list, a
+    request whose call an engine interrupted comes first, then by rank (``new_first``: new
+    clients), then by due time. A caller holding on the line is taken only by the engine
+    holding their channel. One statement, one round trip."""
+    for _ in range(5):
+        try:
+            row = await pool.fetchrow(CLAIM_SQL, *claim_args(owner))
+        except asyncpg.UniqueViolationError:
+            continue  # another engine claimed for this expert first
+        return None if row is None else _job(row)
     return None
 
 
 async def next_due(pool: asyncpg.Pool, owner: uuid.UUID | None = None) -> datetime | None:
     """When the earliest request whose expert is free becomes due (None: nothing waits)."""
-    return await pool.fetchval(_NEXT_DUE_SQL, ACTIVE, owner)  # type: ignore[no-any-return]
+    return await pool.fetchval(NEXT_DUE_SQL, *next_due_args(owner))  # type: ignore[no-any-return]
+
+
+def claim_args(owner: uuid.UUID | None) -> tuple[object, ...]:
+    """The arguments of CLAIM_SQL (also for EXPLAIN in the bench)."""
+    return (CANDIDATES, owner)
+
+
+def next_due_args(owner: uuid.UUID | None) -> tuple[object, ...]:
+    return (owner,)
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -65,44 +69,70 @@ def _job(row: asyncpg.Record) -> Job:
     )
 
 
-# Waiting requests whose expert is not engaged by another request or a line test and takes
-# phone calls.
-# Opening hours do not gate this: clients who joined before closing time are still served.
-_FREE = """
-    FROM requests w JOIN experts e ON e.id = w.expert_id
-    WHERE w.state = 'waiting' AND e.channel_phone
-      AND NOT EXISTS (SELECT 1 FROM requests a
-                      WHERE a.expert_id = w.expert_id AND a.state = ANY($1::text[]))
-      AND NOT EXISTS (SELECT 1 FROM offers o  -- rung for a category request (0015)
-                      WHERE o.expert_id = w.expert_id AND o.state = 'ringing')
+# The order of one expert's waiting list: a request whose call the engine interrupted
+# first, then by rank (new_first), then the one due first. One more ordering column goes
+# here and nowhere else.
+WAITING_ORDER = "w.priority DESC, w.list_rank, w.next_attempt_at, w.id"
+# How many free experts, due first, one claim considers (each locked, SKIP LOCKED: two
+# engines claiming at once take different experts).
+CANDIDATES = 8
+
+# A caller holding on the line is connected by the engine that holds their channel ($2 in
+# the claim, $1 in next-due: the engine asking).
+_HELD_HERE = "(w.holding_channel IS NULL OR w.holding_engine IS NOT DISTINCT FROM {owner})"
+
+# Free experts (no active request, no line test ringing them, phone line on) whose list
+# holds a request due now that this engine may take: a request is due at its own next
+# attempt, but not while its expert is paused or marked unreachable after a missed call
+# (experts.queue_due, migration 0012, says all of that). Opening hours do not gate this:
+# clients who joined before closing time are still served.
+_FREE_EXPERTS = """
+    WHERE e.channel_phone AND NOT e.engaged AND e.queue_due IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
-                      WHERE t.expert_id = w.expert_id AND t.result IS NULL)
+                      WHERE t.expert_id = e.id AND t.result IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM offers o  -- rung for a category request (0015)
+                      WHERE o.expert_id = e.id AND o.state = 'ringing')
+      AND EXISTS (SELECT 1 FROM requests w WHERE w.expert_id = e.id AND w.state = 'waiting'
+                  AND {held})
 """
-# A request is due at its own next attempt, but not while its expert is marked unreachable
-# after a missed call (a solicit clears that mark), nor while the expert is paused.
-_DUE_AT = (
-    "greatest(w.next_attempt_at, coalesce(e.unreachable_until, w.next_attempt_at),"
-    " coalesce(e.paused_until, w.next_attempt_at))"
+
+# ORDER BY ... LIMIT 1 rather than min(): the planner walks experts_queue in order and stops
+# at the first free expert (min() with the anti-join scanned every expert).
+NEXT_DUE_SQL = (
+    "SELECT e.queue_due FROM experts e"
+    + _FREE_EXPERTS.format(held=_HELD_HERE.format(owner="$1"))
+    + " ORDER BY e.queue_due LIMIT 1"
 )
 
-# A caller holding on the line is connected by the engine that holds their channel.
-_HELD_HERE = "(w.holding_channel IS NULL OR w.holding_engine IS NOT DISTINCT FROM $2)"
-
-_NEXT_DUE_SQL = f"SELECT min({_DUE_AT}) {_FREE} AND {_HELD_HERE}"
-
-_CLAIM_SQL = f"""
-WITH picked AS (
-    SELECT w.id {_FREE} AND {_HELD_HERE} AND {_DUE_AT} <= now()
-    ORDER BY w.priority DESC, w.list_rank, w.next_attempt_at, w.id
+CLAIM_SQL = f"""
+WITH candidates AS (
+    SELECT e.id FROM experts e {_FREE_EXPERTS.format(held=_HELD_HERE.format(owner="$2"))}
+      AND e.queue_due <= now()
+    ORDER BY e.queue_due, e.id
+    LIMIT $1
+    FOR NO KEY UPDATE SKIP LOCKED
+), picked AS (
+    SELECT w.id FROM candidates x CROSS JOIN LATERAL (
+        SELECT w.id, w.priority, w.list_rank, w.next_attempt_at FROM requests w
+        WHERE w.expert_id = x.id AND w.state = 'waiting' AND w.next_attempt_at <= now()
+          AND {_HELD_HERE.format(owner="$2")}
+        ORDER BY {WAITING_ORDER}
+        LIMIT 1
+    ) w
+    ORDER BY {WAITING_ORDER}
     LIMIT 1
-    FOR UPDATE OF w SKIP LOCKED
+), claimed AS (
+    UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1,
+                          updated_at = now(), owner = $2, priority = false
+    FROM picked, experts e, clients c
+    WHERE r.id = picked.id AND r.state = 'waiting' AND e.id = r.expert_id AND c.id = r.client_id
+    RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,
+              e.email AS expert_email, e.language AS expert_language, e.rate_per_minute,
+              e.category, e.acceptance_ivr, r.client_id, c.alias AS client_alias,
+              c.phone AS client_phone, c.language AS client_language, r.holding_channel
+), logged AS (
+    INSERT INTO request_events (request_id, from_state, to_state, detail)
+    SELECT id, 'waiting', 'ringing_expert', 'attempt ' || attempts FROM claimed
 )
-UPDATE requests r SET state = 'ringing_expert', attempts = r.attempts + 1, updated_at = now(),
-                      owner = $2, priority = false
-FROM picked, experts e, clients c
-WHERE r.id = picked.id AND e.id = r.expert_id AND c.id = r.client_id
-RETURNING r.id, r.attempts, r.expert_id, e.alias AS expert_alias, e.phone AS expert_phone,
-          e.email AS expert_email, e.language AS expert_language, e.rate_per_minute, e.category,
-          e.acceptance_ivr, r.client_id, c.alias AS client_alias, c.phone AS client_phone,
-          c.language AS client_language, r.holding_channel
+SELECT * FROM claimed
 """

@@ -59,7 +59,10 @@ async def create(
     caller's channel (and engine) when they hold on the line; ``not_before`` a callback time."""
     async with pool.acquire() as conn, conn.transaction():
         expert = await conn.fetchrow(
-            "SELECT taking_calls FROM experts WHERE id = $1 FOR SHARE", expert_id
+            # NO KEY UPDATE, as the waiting-list trigger (migration 0012) takes: two joins
+            # of one list at once wait for each other instead of deadlocking.
+            "SELECT taking_calls FROM experts WHERE id = $1 FOR NO KEY UPDATE",
+            expert_id,
         )
         if expert is None:
             raise NotFound(f"expert {expert_id} does not exist")
@@ -151,8 +154,28 @@ async def move(
     target: RequestState,
     reason: str = "",
 ) -> RequestView:
-    async with pool.acquire() as conn, conn.transaction():
-        return await move_in(conn, request_id, current, target, reason)
+    """One state move and its event row in one statement (one round trip, atomic as one)."""
+    check_transition(current, target)
+    row = await pool.fetchrow(
+        _MOVE_SQL, request_id, current.value, target.value, target.is_final, reason
+    )
+    if row is None:
+        raise Conflict(f"request {request_id} is no longer {current}")
+    return view_of(row)
+
+
+_MOVE_SET = (
+    "UPDATE requests SET state = $3, updated_at = now(),"
+    " end_reason = CASE WHEN $4 THEN $5 ELSE end_reason END,"
+    " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
+    " WHERE id = $1 AND state = $2 RETURNING *"
+)
+_MOVE_SQL = (
+    f"WITH moved AS ({_MOVE_SET}),"
+    " logged AS (INSERT INTO request_events (request_id, from_state, to_state, detail)"
+    " SELECT id, $2, $3, $5 FROM moved)"
+    " SELECT * FROM moved"
+)
 
 
 async def missed(
@@ -283,10 +306,7 @@ async def move_in(
     """One state move inside the caller's transaction (a Conflict if someone moved first)."""
     check_transition(current, target)
     row = await conn.fetchrow(
-        "UPDATE requests SET state = $3, updated_at = now(),"
-        " end_reason = CASE WHEN $4 THEN $5 ELSE end_reason END,"
-        " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
-        " WHERE id = $1 AND state = $2 RETURNING *",
+        _MOVE_SET,
         request_id,
         current.value,
         target.value,

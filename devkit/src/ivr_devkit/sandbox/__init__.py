@@ -42,6 +42,8 @@ class SandboxInfo:
     sip_port: int
     operators: dict[str, str] = field(default_factory=dict)
     cel: CelDatabase | None = None  # where Asterisk logs channel events, if anywhere
+    bench_ami_user: str = render.BENCH_AMI_USER  # `make bench` only (conf/manager.conf)
+    bench_ami_secret: str = ""
 
     def engine_env(self) -> dict[str, str]:
         """The IVR_* variables that point an engine at this sandbox."""
@@ -190,6 +192,7 @@ class Sandbox:
             sip_port=self.ports.sip,
             operators=dict(creds.operators),
             cel=cel,
+            bench_ami_secret=creds.bench_ami_secret,
         )
 
     def _prepare(self, creds: render.Secrets, sounds_dir: Path, cel: CelDatabase | None) -> bool:

@@ -24,6 +24,8 @@ LOOPBACK = "127.0.0.1"
 ARI_USER = "ivr-engine"
 ARI_APP = "ivr-engine"
 AMI_USER = "ivr-engine"
+# The bench's own AMI user (sandbox only: conf/manager.conf), for its pure-dialplan side.
+BENCH_AMI_USER = "ivr-bench"
 OPERATORS: tuple[str, ...] = ("operator1", "operator2")
 # Where the sandbox's default route sends numbers: the port a test phone (SIPp UAS) listens on.
 PHONE_PORT = 5070
@@ -41,7 +43,7 @@ SANDBOX_CONF = Path(__file__).resolve().parent / "conf"
 LAYOUT: dict[str, tuple[str, ...]] = {
     "http.conf": ("engine:http.conf",),
     "ari.conf": ("engine:ari.conf",),
-    "manager.conf": ("engine:manager.conf",),
+    "manager.conf": ("engine:manager.conf", "sandbox:manager.conf"),
     "prometheus.conf": ("engine:prometheus.conf",),
     "rtp.conf": ("engine:rtp.conf",),
     "modules.conf": ("engine:modules.conf", "sandbox:modules.conf"),
@@ -49,7 +51,8 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "logger.conf": ("sandbox:logger.conf",),
     "cel.conf": ("engine:cel.conf",),
     "cel_pgsql.conf": ("engine:cel_pgsql.conf",),
-    "extensions.conf": ("engine:extensions.conf",),
+    "extensions.conf": ("engine:extensions.conf", "sandbox:extensions.conf"),
+    "musiconhold.conf": ("sandbox:musiconhold.conf",),
     "amd.conf": ("engine:amd.conf",),
 }
 
@@ -61,8 +64,10 @@ class Ports:
     http: int = 18088
     ami: int = 15038
     sip: int = 15060
+    # 5,000 call legs (two ports each): `make bench` runs a few hundred at once, and the
+    # sandbox's RTP range must not be what limits it.
     rtp_start: int = 20000
-    rtp_end: int = 20999
+    rtp_end: int = 29999
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Ports:
@@ -124,6 +129,7 @@ class Secrets:
     ari_password: str
     ami_secret: str
     operators: dict[str, str] = field(default_factory=dict)
+    bench_ami_secret: str = ""
 
 
 def _new_secret() -> str:
@@ -147,11 +153,13 @@ def load_or_create_secrets(path: Path) -> Secrets:
         ari_password=str(stored.get("ari_password") or _new_secret()),
         ami_secret=str(stored.get("ami_secret") or _new_secret()),
         operators={name: operators.get(name) or _new_secret() for name in OPERATORS},
+        bench_ami_secret=str(stored.get("bench_ami_secret") or _new_secret()),
     )
     wanted = {
         "ari_password": result.ari_password,
         "ami_secret": result.ami_secret,
         "operators": result.operators,
+        "bench_ami_secret": result.bench_ami_secret,
     }
     if wanted != stored:
         write_private(path, json.dumps(wanted, indent=2) + "\n")
@@ -184,6 +192,7 @@ def placeholder_values(
         "ARI_APP": ARI_APP,
         "AMI_USER": AMI_USER,
         "AMI_SECRET": creds.ami_secret,
+        "BENCH_AMI_SECRET": creds.bench_ami_secret,
     }
     for name, password in creds.operators.items():
         values[f"{name.upper()}_PASSWORD"] = password
