@@ -114,6 +114,18 @@ class Settings(BaseSettings):
         5000, ge=500, le=60000, description="no decision within this long: not a person"
     )
     amd_max_words: int = Field(3, ge=1, le=100, description="more words than this: machine")
+    offer_fanout: int = Field(
+        3, ge=1, le=20, description="experts offered a category request at the same time"
+    )
+    request_ttl_hours: float = Field(
+        12.0, gt=0, description="a request nobody took within this long expires"
+    )
+    client_attempts: int = Field(
+        3, ge=1, le=10, description="calls to the client after an expert accepted"
+    )
+    client_retry_delay: float = Field(
+        20.0, ge=0, description="seconds between two calls to the client (the expert holds)"
+    )
 
     pause_minutes: int = Field(20, ge=1, le=24 * 60, description="length of a pause")
     planning_number: str = Field(

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 import structlog
 
 from ivr_engine.aio import finish
 from ivr_engine.domain.job import Job
+from ivr_engine.domain.offers import FanoutJob
 from ivr_engine.domain.requests import RequestState
 from ivr_engine.errors import Conflict, IvrError
 from ivr_engine.flows.acceptance import AcceptanceFlow
 from ivr_engine.flows.consultation import ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
-from ivr_engine.store import claims, consultations, waiting
+from ivr_engine.flows.fanout import FanoutFlow
+from ivr_engine.store import claims, consultations, expiry, offers, waiting
 from ivr_engine.store.retry import TRANSIENT, durably
 
 log = structlog.get_logger(__name__)
@@ -57,11 +59,12 @@ class Dispatcher:
         self.engine_id = engine_id
         self.pool = deps.pool
         self.tasks: dict[int, asyncio.Task[None]] = {}
-        self.flows: dict[int, AcceptanceFlow | ConsultationWatch] = {}
+        self.flows: dict[int, AcceptanceFlow | FanoutFlow | ConsultationWatch] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         self.idle = asyncio.Event()
+        self._keep_state: set[int] = set()  # cancelled flows whose request the canceller moves
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="dispatcher")
@@ -74,10 +77,14 @@ class Dispatcher:
     def draining(self) -> bool:
         return self._closing
 
-    async def cancel_request(self, request_id: int) -> None:
-        """Stop the flow of a request (the client left): its legs are hung up."""
+    async def cancel_request(self, request_id: int, *, put_back: bool = True) -> None:
+        """Stop the flow of a request (the client left): its legs are hung up. With
+        ``put_back`` False the request's state is left as it is: the caller moves it next
+        (a hand-back), and nothing may claim it again in between."""
         task = self.tasks.get(request_id)
         if task is not None:
+            if not put_back:
+                self._keep_state.add(request_id)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -98,7 +105,7 @@ class Dispatcher:
             # Wake at least every second: a call that reaches its bridge is detached at once.
             await asyncio.wait(pending, timeout=min(1.0, end - loop.time()))
         for flow in list(self.flows.values()):
-            if isinstance(flow, AcceptanceFlow) and not flow.detached:
+            if isinstance(flow, AcceptanceFlow | FanoutFlow) and not flow.detached:
                 flow.interrupt()
         tasks = list(self.tasks.values())
         for task in tasks:
@@ -120,7 +127,7 @@ class Dispatcher:
 
     def _detach_bridged(self) -> None:
         for flow in self.flows.values():
-            if isinstance(flow, AcceptanceFlow):
+            if isinstance(flow, AcceptanceFlow | FanoutFlow):
                 flow.detach()
             else:
                 flow.detached = True
@@ -138,9 +145,18 @@ class Dispatcher:
                 continue
             timeout = IDLE_POLL
             try:
+                await expiry.expire(self.pool, self.deps.settings.request_ttl_hours)
                 while self._ready() and (job := await self._claim()) is not None:
                     self._spawn(job)
-                due = await claims.next_due(self.pool, self.engine_id)
+                # Experts' own waiting lists first, then the category requests (fan-outs).
+                while self._ready() and (fan := await self._claim_fanout()) is not None:
+                    self._spawn_fanout(fan)
+                dues = [
+                    await claims.next_due(self.pool, self.engine_id),
+                    await offers.next_due(self.pool),
+                    await expiry.next_expiry(self.pool, self.deps.settings.request_ttl_hours),
+                ]
+                due = min((d for d in dues if d is not None), default=None)
                 if due is not None:
                     timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             except RETRY_LATER as err:
@@ -157,7 +173,26 @@ class Dispatcher:
     def _spawn(self, job: Job) -> None:
         flow = AcceptanceFlow(self.deps, job)
         self.flows[job.request_id] = flow
-        self._track(job.request_id, self._supervise(job, flow), f"request-{job.request_id}")
+        context = {"expert_id": job.expert_id, "attempt": job.attempt_no}
+        self._track(
+            job.request_id,
+            self._supervise(job.request_id, flow, context),
+            f"request-{job.request_id}",
+        )
+
+    async def _claim_fanout(self) -> FanoutJob | None:
+        fanout = self.deps.settings.offer_fanout
+        return await offers.claim_next(self.pool, self.engine_id, fanout)
+
+    def _spawn_fanout(self, job: FanoutJob) -> None:
+        flow = FanoutFlow(self.deps, job)
+        self.flows[job.request_id] = flow
+        context = {"category": job.category, "attempt": job.round}
+        self._track(
+            job.request_id,
+            self._supervise(job.request_id, flow, context),
+            f"offer-{job.request_id}",
+        )
 
     def watch(self, request_id: int, watch: ConsultationWatch) -> None:
         """Run an adopted consultation's watch as one of this dispatcher's tasks."""
@@ -182,26 +217,27 @@ class Dispatcher:
             self._forget(request_id)
             structlog.contextvars.unbind_contextvars("request_id", "adopted")
 
-    async def _supervise(self, job: Job, flow: AcceptanceFlow) -> None:
-        structlog.contextvars.bind_contextvars(
-            request_id=job.request_id, expert_id=job.expert_id, attempt=job.attempt_no
-        )
+    async def _supervise(
+        self, request_id: int, flow: AcceptanceFlow | FanoutFlow, context: Mapping[str, object]
+    ) -> None:
+        structlog.contextvars.bind_contextvars(request_id=request_id, **context)
         log.info("request.dialing_expert")
         try:
             await flow.run()
         except asyncio.CancelledError:
-            if not flow.detached:
-                await finish(self._put_back(job.request_id))
+            if not flow.detached and request_id not in self._keep_state:
+                await finish(self._put_back(request_id))
             raise
         except Exception:
             log.exception("request.flow_crashed")
-            await finish(self._fail(job.request_id))
+            await finish(self._fail(request_id))
         finally:
-            self._forget(job.request_id)
+            self._forget(request_id)
+            self._keep_state.discard(request_id)
             if self.deps.holding is not None:  # a caller holding for it looks again
-                self.deps.holding.settled(job.request_id)
+                self.deps.holding.settled(request_id)
             log.info("request.flow_done", detached=flow.detached)
-            structlog.contextvars.unbind_contextvars("request_id", "expert_id", "attempt")
+            structlog.contextvars.unbind_contextvars("request_id", *context)
             self.poke()
 
     def _forget(self, request_id: int) -> None:

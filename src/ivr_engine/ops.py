@@ -78,7 +78,7 @@ async def list_requests(
         (
             r.id,
             r.state,
-            f"{r.expert_id} {r.expert_alias}",
+            f"{r.expert_id or '-'} {r.expert_alias}",
             f"{r.client_id} {r.client_alias}",
             r.attempts,
             _when(r.next_attempt_at) if r.state == "waiting" else "",

@@ -96,6 +96,8 @@ class Prompt(StrEnum):
     LINE_TEST_REQUIRED = "line_test_required"
     # To the client who answers, just before the bridge: short, so the expert waits little.
     CLIENT_CONNECTING = "client_connecting"
+    # Category requests offered to several experts at once (flows/fanout.py).
+    ALREADY_TAKEN = "already_taken"
 
 
 def parse_texts(content: str, source: str) -> dict[Prompt, str]:

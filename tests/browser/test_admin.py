@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Page, expect
 
+from ivr_engine.store import offers
 from tests.browser.conftest import PASSWORD, Site, shot
 
 pytestmark = pytest.mark.browser
@@ -297,3 +298,36 @@ async def test_an_expert_is_kept_out_of_the_admin_pages(site: Site) -> None:
     assert "You cannot open this page." in await posted.text()
     assert await site.pool.fetchval("SELECT count(*) FROM experts") == 1
     assert await site.pool.fetchval("SELECT count(*) FROM accounts") == 1
+
+
+async def test_the_overview_shows_who_was_offered_a_category_request_and_who_took_it(
+    site: Site,
+) -> None:
+    admin = await site.admin()
+    anna = await site.expert(
+        "+390600000541", "anna@example.org", alias="Anna", category="cartomancy"
+    )
+    await site.expert("+390600000542", "bruno@example.org", alias="Bruno", category="cartomancy")
+    status, body = await site.api(
+        "POST",
+        "/api/v1/requests",
+        {"category": "cartomancy", "client_phone": "+393330000541", "client_alias": "Marco"},
+    )
+    assert status == 201, body
+    # What the fan-out does (Asterisk is away here): both offered, Anna wins, Bruno is told.
+    job = await offers.claim_next(site.pool, None, 3)
+    assert job is not None and len(job.candidates) == 2
+    won = next(c for c in job.candidates if c.expert_id == anna)
+    other = next(c for c in job.candidates if c.expert_id != anna)
+    assert await offers.win(site.pool, body["id"], won.offer_id, anna)
+    await offers.end_offer(site.pool, other.offer_id, "taken")
+
+    page = await site.sign_in(admin)
+    title = await page.title()
+    assert title.startswith("Service overview") and "Category" not in title, title
+    row = page.locator(f"#category-request-{body['id']}")
+    await expect(row).to_contain_text("cartomancy")
+    await expect(row).to_contain_text("Marco")
+    await expect(row.locator(".offered")).to_contain_text("Anna: won")
+    await expect(row.locator(".offered")).to_contain_text("Bruno: taken")
+    await expect(row.locator(".taken-by")).to_have_text("Anna")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from ivr_engine.store import offers
 from tests.browser.conftest import Site, shot
 
 pytestmark = pytest.mark.browser
@@ -100,3 +101,63 @@ async def test_the_page_keeps_updating_after_the_listen_connection_is_cut(site: 
         )
         == 1
     )
+
+
+async def test_a_category_request_offered_to_the_expert_shows_live_with_its_outcome(
+    site: Site,
+) -> None:
+    anna = await site.expert("+390600000331", "anna@example.org", category="cartomancy")
+    page = await site.sign_in("anna@example.org")
+    await expect(page.locator("#live-calls")).to_have_attribute("data-live", "open")
+    await expect(page.locator("#offered-list")).to_have_count(0)
+    status, body = await site.api(
+        "POST",
+        "/api/v1/requests",
+        {"category": "cartomancy", "client_phone": "+393330000331", "client_alias": "Marco"},
+    )
+    assert status == 201, body
+    # What the fan-out does when it rings her (Asterisk is away here).
+    job = await offers.claim_next(site.pool, None, 3)
+    assert job is not None and [c.expert_id for c in job.candidates] == [anna]
+
+    row = page.locator(f"#offered-list tr[data-offer-id='{job.candidates[0].offer_id}']")
+    await expect(row).to_contain_text("cartomancy")  # no reload: the event stream brought it
+    await expect(row).to_contain_text("Marco")
+    await expect(row.locator(".outcome")).to_have_text("ringing now")
+    await offers.end_offer(site.pool, job.candidates[0].offer_id, "refused")
+    await expect(row.locator(".outcome")).to_have_text("you refused it")
+
+
+async def test_the_winner_hands_a_category_request_back_from_the_panel(site: Site) -> None:
+    anna = await site.expert("+390600000341", "anna@example.org", category="cartomancy")
+    bruno = await site.expert("+390600000342", "bruno@example.org", category="cartomancy")
+    status, body = await site.api(
+        "POST",
+        "/api/v1/requests",
+        {"category": "cartomancy", "client_phone": "+393330000341", "client_alias": "Marco"},
+    )
+    assert status == 201, body
+    # What the fan-out does (Asterisk is away here): Anna wins, the client is being called.
+    job = await offers.claim_next(site.pool, None, 3)
+    assert job is not None
+    won = next(c for c in job.candidates if c.expert_id == anna)
+    assert await offers.win(site.pool, body["id"], won.offer_id, anna)
+    await site.pool.execute(
+        "UPDATE requests SET state = 'ringing_client' WHERE id = $1", body["id"]
+    )
+    page = await site.sign_in("anna@example.org")
+    row = page.locator(f"#offered-list tr[data-offer-id='{won.offer_id}']")
+    await expect(row.locator(".outcome")).to_contain_text("you took it")
+
+    await row.get_by_label("Why you cannot help").fill("Not my field, sorry")
+    await row.get_by_role("button", name="Hand back").click()
+
+    await expect(page.locator("main")).to_contain_text("The request went back to the other")
+    await expect(row.locator(".outcome")).to_contain_text("handed back")
+    got = await site.pool.fetchrow(
+        "SELECT state, expert_id FROM requests WHERE id = $1", body["id"]
+    )
+    assert (got["state"], got["expert_id"]) == ("waiting", None)
+    reason = await site.pool.fetchval("SELECT reason FROM offers WHERE id = $1", won.offer_id)
+    assert reason == "Not my field, sorry"
+    assert bruno

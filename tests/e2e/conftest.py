@@ -210,6 +210,8 @@ async def harness(
             ring_timeout=overrides.pop("ring_timeout", 4),
             retry_delay=overrides.pop("retry_delay", 3),
             digit_timeout=overrides.pop("digit_timeout", 4),
+            # One call to the client unless a test is about several (IVR_CLIENT_ATTEMPTS).
+            client_attempts=overrides.pop("client_attempts", 1),
             **overrides,
         )
         engine = Engine(settings)

@@ -293,7 +293,7 @@ async def test_client_unreachable(
     assert (e["outcome"], e["choice"]) == ("client_unreachable", "1")
     assert (k["outcome"], k["hangup_cause"]) == (outcome, cause)
     assert await h.consultation(request_id) is None
-    assert await h.emails(request_id) == []
+    assert await h.emails(request_id) == ["client_request_closed"]  # the client is told
 
 
 async def test_without_acceptance_ivr_the_client_is_called_at_once(flows: StartFlows) -> None:

@@ -211,6 +211,17 @@ async def test_every_answer_fits_the_document(client: tuple[Client, Engine]) -> 
         "post", "/experts/{expert_id}/requests/refuse-waiting", 404, path={"expert_id": 999}
     )
 
+    # A category request (the expert above is of category "general").
+    cat = {"category": "general", "client_phone": "+393330000207"}
+    made = await c.check("post", "/requests", 201, cat)
+    assert made["expert_id"] is None and made["expected_delay_seconds"] >= 0
+    await c.check("get", "/requests/{request_id}", 200, path={"request_id": made["id"]})
+    await c.check("post", "/requests", 409, cat)
+    await c.check("post", "/requests", 422, {**cat, "category": "astrology"})
+    await c.check("post", "/requests", 422, {**cat, "category": ""})
+    await c.check("post", "/requests", 400, b"[")
+    await c.check("post", "/requests", 404, {"category": "general", "client_id": 99999})
+
     documented = {
         (m, p.removeprefix(BASE))
         for p, ops in c.doc["paths"].items()

@@ -70,13 +70,14 @@ class RequestView:
     """A waiting-list entry as the API and the flows read it."""
 
     id: int
-    expert_id: int
+    expert_id: int | None  # None: a category request nobody has won yet
     client_id: int
     state: RequestState
     attempts: int
     next_attempt_at: datetime
     end_reason: str
     created_at: datetime
+    category: str | None = None  # set: a category request (offered to several experts)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,4 +89,5 @@ class RequestView:
             "next_attempt_at": self.next_attempt_at.isoformat(),
             "end_reason": self.end_reason,
             "created_at": self.created_at.isoformat(),
+            "category": self.category,
         }

@@ -124,39 +124,56 @@ class AcceptanceFlow(CallLegs):
             await hold.close()
 
     async def _client_stage(self, expert: Leg, hold: Hold) -> None:
-        """Ring the client for an expert on ``hold``; announce and bridge, or tell the expert
-        why not. Every outcome moves the request out of RINGING_CLIENT."""
+        """Ring the client for an expert on ``hold`` (up to IVR_CLIENT_ATTEMPTS calls,
+        IVR_CLIENT_RETRY_DELAY apart); announce and bridge, or tell the expert why not.
+        Every outcome moves the request out of RINGING_CLIENT."""
         job = self.job
         if (held := await take_held(self.deps, job)) is not None:
             # The client holds on the line: their channel is the client leg, nobody is dialled.
             await self._client_ready(expert, held, hold)
             return
-        client = await self._dial("client", "connect", job.client_phone, job.client_language)
-        answered = asyncio.ensure_future(client.answered(timeout=self.settings.ring_timeout + 10))
-        expert_gone = asyncio.ensure_future(expert.wait_hangup())
-        try:
-            await asyncio.wait({answered, expert_gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            expert_gone.cancel()
-        if not answered.done():
-            # The expert left while the client's phone rang: stop ringing it.
-            answered.cancel()
-            await asyncio.gather(answered, return_exceptions=True)
-            await self._hang_up(client)
-            await expert.destroyed(timeout=HANGUP_BUDGET)
-            await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
-            await self._end_attempt(client, "cancelled")
-            await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
-            return
-        try:
-            answered.result()
-        except OriginateFailed as err:
-            await self._attempt_failed(client, err)
-            await hold.end()
-            await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
-            await self._end_attempt(expert, "client_unreachable", choice="1")
-            await self._move(S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, err.cause_txt or "no_answer")
-            return
+        attempt = 0
+        while True:
+            attempt += 1
+            client = await self._dial("client", "connect", job.client_phone, job.client_language)
+            answered = asyncio.ensure_future(
+                client.answered(timeout=self.settings.ring_timeout + 10)
+            )
+            expert_gone = asyncio.ensure_future(expert.wait_hangup())
+            try:
+                await asyncio.wait({answered, expert_gone}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Cancelled while the client rings (the client left, a hand-back): the
+                # ringing is ended by the clean-up; its outcome is nobody's business now.
+                answered.cancel()
+                await asyncio.gather(answered, return_exceptions=True)
+                raise
+            finally:
+                expert_gone.cancel()
+            if not answered.done():
+                # The expert left while the client's phone rang: stop ringing it.
+                answered.cancel()
+                await asyncio.gather(answered, return_exceptions=True)
+                await self._hang_up(client)
+                await self._end_attempt(client, "cancelled")
+                await self._expert_left_waiting(expert)
+                return
+            try:
+                answered.result()
+                break
+            except OriginateFailed as err:
+                await self._attempt_failed(client, err)
+                if attempt < self.settings.client_attempts:
+                    log.info("request.client_retry", attempt=attempt, cause=err.cause)
+                    if await self._expert_holds(expert, self.settings.client_retry_delay):
+                        continue
+                    await self._expert_left_waiting(expert)
+                    return
+                await hold.end()
+                await self._say_and_hangup(expert, Prompt.CLIENT_UNREACHABLE_EXPERT)
+                await self._end_attempt(expert, "client_unreachable", choice="1")
+                await self._client_unreachable(err.cause_txt or "no_answer")
+                return
         await self._answered(client)
         await self._client_ready(expert, client, hold)
 
@@ -173,6 +190,27 @@ class AcceptanceFlow(CallLegs):
             await self._expert_left(expert, client)
             return
         await self._bridge(expert, client)
+
+    async def _client_unreachable(self, reason: str) -> None:
+        request_id = self.job.request_id
+        await durably(
+            lambda: waiting.client_unreachable(self.pool, request_id, reason),
+            "client unreachable",
+        )
+
+    async def _expert_holds(self, expert: Leg, seconds: float) -> bool:
+        """Wait ``seconds`` with the expert on hold; False if they hang up meanwhile."""
+        try:
+            await expert.wait_hangup(timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _expert_left_waiting(self, expert: Leg) -> None:
+        """The expert hung up while the client was being called: lost, nobody billed."""
+        await expert.destroyed(timeout=HANGUP_BUDGET)
+        await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
+        await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
 
     async def _engine_gap(self, expert: Leg) -> None:
         log.warning("request.engine_gap")

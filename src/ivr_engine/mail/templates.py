@@ -229,7 +229,19 @@ def _pin_locked(
     return lang.text["pin_locked.subject"], _wrap(body)
 
 
+def _closed(
+    lang: Language, p: _Payload, _url: str | None, _expires: datetime | None
+) -> tuple[str, str]:
+    """A client's request ended without a consultation: expired, or nobody would take it."""
+    reason = p.text("reason")
+    text = lang.text.get(f"closed.{reason}")
+    if text is None:
+        raise TemplateError(f"client_request_closed: unknown reason {reason!r}")
+    return lang.text["closed.subject"], _wrap(text.format(client=p.text("client_alias")))
+
+
 _RENDERERS: dict[str, Renderer] = {
+    "client_request_closed": _closed,
     "client_message": _message,
     "client_request_refused": _refused,
     "consultation_earnings": _earnings,

@@ -83,6 +83,14 @@ EN = Language(
         " you, someone is trying to guess your PIN: set a new one in the control panel (My"
         " consultation types), which also unlocks the menu at once. Choose at least 6"
         " digits, not a date or a repeated digit.",
+        "closed.subject": "Your consultation request is closed",
+        "closed.expired": "Hello {client},\n\nno expert could take your request in time,"
+        " so it has expired. We are sorry: please ask again whenever you like.",
+        "closed.all_refused": "Hello {client},\n\nno expert of the kind you asked for can"
+        " take your request now, so it is closed. We are sorry: please ask again later.",
+        "closed.client_unreachable": "Hello {client},\n\nan expert accepted your request,"
+        " but we could not reach you on the phone, so it is closed. Please ask again"
+        " whenever you like.",
     },
 )
 
@@ -152,6 +160,16 @@ IT = Language(
         " impostane uno nuovo nel pannello di controllo (Le mie tipologie di consulto), che"
         " sblocca subito anche il menu. Scegli almeno 6 cifre, non una data né una cifra"
         " ripetuta.",
+        "closed.subject": "La tua richiesta di consulto è chiusa",
+        "closed.expired": "Ciao {client},\n\nnessun esperto ha potuto accettare la tua"
+        " richiesta in tempo, quindi è scaduta. Ci dispiace: puoi richiedere un consulto"
+        " quando vuoi.",
+        "closed.all_refused": "Ciao {client},\n\nnessun esperto del tipo che hai chiesto"
+        " può accettare la tua richiesta adesso, quindi è chiusa. Ci dispiace: riprova più"
+        " tardi.",
+        "closed.client_unreachable": "Ciao {client},\n\nun esperto ha accettato la tua"
+        " richiesta, ma non siamo riusciti a raggiungerti al telefono, quindi è chiusa."
+        " Puoi richiedere un consulto quando vuoi.",
     },
 )
 

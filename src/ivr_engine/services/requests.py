@@ -11,12 +11,12 @@ from ivr_engine.domain.holding import Policy
 from ivr_engine.domain.planning import Reason
 from ivr_engine.domain.requests import RequestView
 from ivr_engine.errors import ListClosed
-from ivr_engine.store import line_tests, planning, waiting
+from ivr_engine.store import line_tests, offers, planning, waiting
 
-CancelFlow = Callable[[int], Awaitable[None]]
+CancelFlow = Callable[..., Awaitable[None]]  # (request_id, *, put_back=True)
 
 
-async def _no_flow(_request_id: int) -> None:
+async def _no_flow(_request_id: int, *, put_back: bool = True) -> None:
     return None
 
 
@@ -51,6 +51,15 @@ class RequestActions:
         view = await waiting.leave(self.pool, request_id)
         await self._cancel_flow(request_id)
         return view
+
+    async def hand_back(self, request_id: int, expert_id: int, reason: str) -> RequestView:
+        """The expert who won a category request cannot help: it goes back to distribution
+        (never to them again) and this engine's call of it is hung up."""
+        await offers.check_hand_back(self.pool, request_id, expert_id)
+        # The call first (its request left as it is, so nothing claims it meanwhile), then
+        # the move back to distribution.
+        await self._cancel_flow(request_id, put_back=False)
+        return await offers.hand_back(self.pool, request_id, expert_id, reason)
 
     async def solicit(self, request_id: int) -> RequestView:
         """The expert asks to be called now for a waiting client (API, email link, panel).

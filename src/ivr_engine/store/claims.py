@@ -90,6 +90,8 @@ _FREE_EXPERTS = """
     WHERE e.channel_phone AND NOT e.engaged AND e.queue_due IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM line_tests t  -- a line test rings the expert (0014)
                       WHERE t.expert_id = e.id AND t.result IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM offers o  -- rung for a category request (0015)
+                      WHERE o.expert_id = e.id AND o.state = 'ringing')
       AND EXISTS (SELECT 1 FROM requests w WHERE w.expert_id = e.id AND w.state = 'waiting'
                   AND {held})
 """

@@ -82,10 +82,12 @@ async def abandoned(
     rows = await pool.fetch(
         "SELECT r.id, r.state, r.owner, c.id AS consultation_id, c.bridge_id,"
         " c.expert_channel_id, c.client_channel_id, c.bridge_start, c.seen_at,"
-        " e.language AS expert_language, e.acceptance_ivr,"
+        " coalesce(e.language, 'en') AS expert_language,"
+        " coalesce(e.acceptance_ivr, true) AS acceptance_ivr,"
         " coalesce((SELECT array_agg(a.channel_id ORDER BY a.id) FROM call_attempts a"
         "           WHERE a.request_id = r.id AND a.ended_at IS NULL), '{}') AS channels"
-        " FROM requests r JOIN experts e ON e.id = r.expert_id"
+        # LEFT: a category request being offered has no expert yet (migration 0015).
+        " FROM requests r LEFT JOIN experts e ON e.id = r.expert_id"
         " LEFT JOIN engines g ON g.id = r.owner"
         " LEFT JOIN consultations c ON c.request_id = r.id AND c.bridge_end IS NULL"
         f" WHERE r.state = ANY($1::text[]) AND (r.owner IS NULL OR (r.owner <> $3 AND {EXPIRED}"

@@ -19,7 +19,7 @@ from ivr_engine.store import consultations
 class RequestRow:
     id: int
     state: str
-    expert_id: int
+    expert_id: int | None  # None: a category request nobody has won yet
     expert_alias: str
     client_id: int
     client_alias: str
@@ -38,9 +38,10 @@ async def requests(
 ) -> list[RequestRow]:
     """Newest first, filtered by state(s) and expert; no client phone number."""
     rows = await pool.fetch(
-        "SELECT r.id, r.state, r.expert_id, e.alias AS expert_alias, r.client_id,"
+        "SELECT r.id, r.state, r.expert_id,"
+        " coalesce(e.alias, 'category ' || r.category) AS expert_alias, r.client_id,"
         " c.alias AS client_alias, r.attempts, r.next_attempt_at, r.end_reason, r.created_at"
-        " FROM requests r JOIN experts e ON e.id = r.expert_id"
+        " FROM requests r LEFT JOIN experts e ON e.id = r.expert_id"
         " JOIN clients c ON c.id = r.client_id"
         " WHERE ($1::text[] IS NULL OR r.state = ANY($1::text[]))"
         " AND ($2::bigint IS NULL OR r.expert_id = $2)"

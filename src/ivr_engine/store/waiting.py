@@ -42,6 +42,7 @@ def view_of(row: asyncpg.Record) -> RequestView:
         next_attempt_at=row["next_attempt_at"],
         end_reason=row["end_reason"],
         created_at=row["created_at"],
+        category=row["category"],
     )
 
 
@@ -333,3 +334,30 @@ async def event(
         target.value,
         detail,
     )
+
+
+async def client_unreachable(pool: asyncpg.Pool, request_id: int, reason: str) -> RequestView:
+    """The expert accepted but the client answered none of IVR_CLIENT_ATTEMPTS calls: the
+    request closes as ``client_unreachable`` and the client is emailed (if they gave an
+    address), in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        view = await move_in(conn, request_id, S.RINGING_CLIENT, S.CLIENT_UNREACHABLE, reason)
+        client = await conn.fetchrow(
+            "SELECT c.alias, c.email, c.language FROM requests r"
+            " JOIN clients c ON c.id = r.client_id WHERE r.id = $1",
+            request_id,
+        )
+        if client["email"]:
+            await outbox.queue(
+                conn,
+                "client_request_closed",
+                to=client["email"],
+                language=client["language"],
+                request_id=request_id,
+                payload={
+                    "request_id": request_id,
+                    "client_alias": client["alias"],
+                    "reason": "client_unreachable",
+                },
+            )
+    return view

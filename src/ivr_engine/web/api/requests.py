@@ -2,6 +2,7 @@
 
 POST   /api/v1/experts                        create an expert (service staff)
 POST   /api/v1/experts/{expert_id}/requests   a client asks for an expert -> 201
+POST   /api/v1/requests                       a client asks for any expert of a category -> 201
 GET    /api/v1/requests/{id}                  a request, its state and attempts
 DELETE /api/v1/requests/{id}                  the client leaves the list (-> lost)
 POST   /api/v1/requests/{id}/solicit          the expert asks to be called now
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ivr_engine.domain.money import check_rate
 from ivr_engine.domain.numbers import NumberRefused, dialable
 from ivr_engine.errors import ListClosed
-from ivr_engine.store import consultations, people, waiting
+from ivr_engine.store import consultations, offers, people, waiting
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.http import (
     BIGINT,
@@ -48,12 +49,24 @@ class NewRequest(BaseModel):
         return self
 
 
+CATEGORY = r"^[a-z][a-z_]{0,30}$"
+
+
+class NewCategoryRequest(NewRequest):
+    """A client asks for any expert of a category (of a language, if given)."""
+
+    category: str = Field(pattern=CATEGORY, description="the experts' category, e.g. cartomancy")
+    expert_language: Literal["en", "it"] | None = Field(
+        None, description="offer it only to experts of this language"
+    )
+
+
 class NewExpert(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alias: str = Field(min_length=1, max_length=60)
     phone: str = Field(pattern=PHONE)
     rate_per_minute: Decimal = Field(decimal_places=2)
-    category: str = Field("general", pattern=r"^[a-z][a-z_]{0,30}$")
+    category: str = Field("general", pattern=CATEGORY)
     email: str = Field("", max_length=200, pattern=EMAIL)
     language: Literal["en", "it"] = "en"
     acceptance_ivr: bool = True
@@ -114,6 +127,33 @@ async def create_request(request: web.Request) -> web.Response:
     return web.json_response(view.as_json(), status=201)
 
 
+async def create_category_request(request: web.Request) -> web.Response:
+    """Offered to several experts of the category at once (flows/fanout.py); the answer
+    says how long the client may expect to wait (``expected_delay_seconds``)."""
+    body: NewCategoryRequest = await read_body(request, NewCategoryRequest)
+    deps = request.app[DEPS]
+    client_id = body.client_id
+    if client_id is None:
+        assert body.client_phone is not None
+        try:
+            phone = dialable(body.client_phone, deps.settings.dial_policy)
+        except NumberRefused as err:
+            return refused_number("client_phone", err)
+        client_id = await people.client_by_phone(
+            deps.pool,
+            phone,
+            alias=body.client_alias,
+            language=body.language,
+            email=body.client_email,
+        )
+    try:
+        view = await offers.create(deps.pool, body.category, client_id, body.expert_language)
+    except offers.UnknownCategory as err:
+        return web.json_response({"error": str(err), "reason": "unknown_category"}, status=422)
+    delay = await offers.expected_delay(deps.pool, view.id)
+    return web.json_response({**view.as_json(), "expected_delay_seconds": delay}, status=201)
+
+
 async def get_request(request: web.Request) -> web.Response:
     view = await waiting.get(request.app[DEPS].pool, path_int(request, "request_id"))
     return web.json_response(view.as_json())
@@ -161,6 +201,7 @@ async def get_consultation(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/experts", create_expert)
     app.router.add_post("/api/v1/experts/{expert_id}/requests", create_request)
+    app.router.add_post("/api/v1/requests", create_category_request)
     app.router.add_get("/api/v1/requests/{request_id}", get_request)
     app.router.add_delete("/api/v1/requests/{request_id}", leave_request)
     app.router.add_post("/api/v1/requests/{request_id}/solicit", solicit_request)

@@ -36,7 +36,8 @@ class InvalidBody(ErrorBody):
     reason: str | None = Field(
         None,
         description="a refused number: emergency, short, invalid, country, type (premium"
-        " rate, shared cost, unknown...) or format",
+        " rate, shared cost, unknown...) or format; unknown_category: no expert of that"
+        " category (and language) takes calls",
     )
 
 
@@ -45,16 +46,26 @@ class Created(BaseModel):
 
 
 class RequestOut(BaseModel):
-    """A waiting-list entry."""
+    """A waiting-list entry, or a category request (``category`` set, ``expert_id`` null
+    until an expert wins it)."""
 
     id: int
-    expert_id: int
+    expert_id: int | None = Field(description="null: a category request nobody has won yet")
     client_id: int
     state: RequestState
     attempts: int = Field(description="calls placed to the expert so far")
     next_attempt_at: datetime
     end_reason: str
     created_at: datetime
+    category: str | None = Field(None, description="set: a category request")
+
+
+class CategoryRequestOut(RequestOut):
+    """A new category request, with how long the client may expect to wait."""
+
+    expected_delay_seconds: int = Field(
+        description="0 when an expert can be rung now; else the estimate the README describes"
+    )
 
 
 class AvailabilityOut(BaseModel):

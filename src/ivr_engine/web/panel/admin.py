@@ -14,6 +14,7 @@ from aiohttp import web
 from ivr_engine.store import admin as store
 from ivr_engine.store import holding as holding_store
 from ivr_engine.store import live as live_store
+from ivr_engine.store import offers
 from ivr_engine.web import live
 from ivr_engine.web.deps import DEPS
 from ivr_engine.web.panel import admin_experts as experts
@@ -34,6 +35,7 @@ async def overview(request: web.Request) -> web.Response:
     days = [today - timedelta(days=n) for n in range(CALLS_IN_DAYS)]
     calls_in = await holding_store.figures(pool, days, zone)
     calls = await live_store.all_active(pool)
+    category = await offers.recent(pool)
     holding = await holding_store.holding_callers(pool)
     return page(
         request,
@@ -42,6 +44,7 @@ async def overview(request: web.Request) -> web.Response:
         holding=holding,
         figures=figures,
         calls_in=calls_in,
+        category=category,
         tz=SERVICE_ZONE,
     )
 
@@ -74,6 +77,11 @@ def add_routes(app: web.Application) -> None:
 i18n.register(
     en={
         "admin.title": "Service overview",
+        "admin.category_requests": "Category requests",
+        "admin.category_empty": "No category request yet.",
+        "admin.col.request": "Request",
+        "admin.col.offered": "Offered to",
+        "admin.col.taken_by": "Taken by",
         "admin.live": "Calls in progress",
         "admin.live_note": "This list updates by itself.",
         "admin.live_empty": "No call in progress.",
@@ -198,6 +206,11 @@ i18n.register(
     },
     it={
         "admin.title": "Panoramica del servizio",
+        "admin.category_requests": "Richieste per categoria",
+        "admin.category_empty": "Nessuna richiesta per categoria.",
+        "admin.col.request": "Richiesta",
+        "admin.col.offered": "Proposta a",
+        "admin.col.taken_by": "Presa da",
         "admin.live": "Chiamate in corso",
         "admin.live_note": "Questa lista si aggiorna da sola.",
         "admin.live_empty": "Nessuna chiamata in corso.",

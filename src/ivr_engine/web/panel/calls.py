@@ -15,6 +15,7 @@ from aiohttp import web
 from ivr_engine.domain.planning import Channel
 from ivr_engine.errors import Conflict, LineTestRequired, NotFound
 from ivr_engine.store import live as live_store
+from ivr_engine.store import offers
 from ivr_engine.store import planning as planning_store
 from ivr_engine.web import live
 from ivr_engine.web.deps import DEPS
@@ -29,7 +30,8 @@ async def _context(request: web.Request) -> dict[str, Any]:
     me = expert_id(request)
     calls = await live_store.expert_calls(pool, me)
     av = await planning_store.load(pool, me)
-    return {"calls": calls, "availability": av.at(datetime.now(UTC)), "av": av}
+    offered = await offers.of_expert(pool, me)
+    return {"calls": calls, "availability": av.at(datetime.now(UTC)), "av": av, "offered": offered}
 
 
 async def calls_page(request: web.Request) -> web.Response:
@@ -72,6 +74,23 @@ async def solicit(request: web.Request) -> web.Response:
     return redirect("/panel?done=calling")
 
 
+async def hand_back(request: web.Request) -> web.Response:
+    """The expert took a category request but cannot help: back to distribution, with why."""
+    request_id = parse_id(request.match_info["request_id"])
+    reason = " ".join(str((await request.post()).get("reason", "")).split())[:200]
+    if request_id is None:
+        return problem(request, 404, "error.not_found")
+    if not reason:
+        return redirect("/panel?done=hand_back_reason")
+    try:
+        await request.app[DEPS].actions.hand_back(request_id, expert_id(request), reason)
+    except NotFound:
+        return problem(request, 404, "error.not_found")
+    except Conflict:
+        return redirect("/panel?done=too_late")
+    return redirect("/panel?done=handed_back")
+
+
 async def refuse_all_confirm(request: web.Request) -> web.Response:
     calls = await live_store.expert_calls(request.app[DEPS].pool, expert_id(request))
     return page(request, "refuse_all.html", count=len(calls.waiting))
@@ -87,6 +106,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/panel/live/calls", calls_fragment)
     app.router.add_get("/panel/events", events)
     app.router.add_post("/panel/requests/{request_id}/solicit", solicit)
+    app.router.add_post("/panel/requests/{request_id}/hand-back", hand_back)
     app.router.add_get("/panel/refuse-all", refuse_all_confirm)
     app.router.add_post("/panel/refuse-all", refuse_all)
 
@@ -101,6 +121,23 @@ i18n.register(
         "calls.idle": "You are not on a call.",
         "calls.for": "for",
         "calls.waiting": "Waiting list",
+        "calls.offered": "Category requests offered to you",
+        "calls.offered_help": "Offered to several experts at once: the first to press 1 takes"
+        " the client.",
+        "calls.col.category": "Category",
+        "calls.col.offered_at": "Offered at",
+        "calls.col.outcome": "Outcome",
+        "calls.offer.ringing": "ringing now",
+        "calls.offer.won": "you took it",
+        "calls.offer.taken": "taken by another expert",
+        "calls.offer.refused": "you refused it",
+        "calls.offer.no_answer": "not answered",
+        "calls.offer.released": "withdrawn",
+        "calls.offer.handed_back": "handed back",
+        "calls.hand_back": "Hand back",
+        "calls.hand_back_reason": "Why you cannot help",
+        "calls.done.handed_back": "The request went back to the other experts.",
+        "calls.done.hand_back_reason": "Say why you hand the request back.",
         "calls.empty": "Nobody is waiting.",
         "calls.position": "Position",
         "calls.client": "Client",
@@ -137,6 +174,23 @@ i18n.register(
         "calls.idle": "Non sei in chiamata.",
         "calls.for": "da",
         "calls.waiting": "Lista d'attesa",
+        "calls.offered": "Richieste per categoria proposte a te",
+        "calls.offered_help": "Proposte a più esperti insieme: il primo che preme 1 prende il"
+        " cliente.",
+        "calls.col.category": "Categoria",
+        "calls.col.offered_at": "Proposta alle",
+        "calls.col.outcome": "Esito",
+        "calls.offer.ringing": "squilla ora",
+        "calls.offer.won": "l'hai presa tu",
+        "calls.offer.taken": "presa da un altro esperto",
+        "calls.offer.refused": "l'hai rifiutata",
+        "calls.offer.no_answer": "senza risposta",
+        "calls.offer.released": "ritirata",
+        "calls.offer.handed_back": "restituita",
+        "calls.hand_back": "Restituisci",
+        "calls.hand_back_reason": "Perché non puoi aiutare",
+        "calls.done.handed_back": "La richiesta è tornata agli altri esperti.",
+        "calls.done.hand_back_reason": "Scrivi perché restituisci la richiesta.",
         "calls.empty": "Nessuno è in attesa.",
         "calls.position": "Posizione",
         "calls.client": "Cliente",
