@@ -89,28 +89,17 @@ class AcceptanceFlow(CallLegs):
             f"characters:{_spellable(job.client_alias)}",
             *rate_media(job.rate, self.settings.sound_prefix),
         ]
-        collect = asyncio.ensure_future(
+        _, choice = await self._unless_gap(
             expert.collect(
                 [*offer, self.media(Prompt.ACCEPT_OR_REFUSE)],
                 digits="13",
                 timeout=self.settings.digit_timeout,
                 tries=self.settings.prompt_tries,
                 invalid=[self.media(Prompt.INVALID_KEY)],
-            )
+            ),
+            expert,
         )
-        # A key pressed while the event socket was down is lost: stop asking at once.
-        gap = asyncio.ensure_future(self.calls.ari.next_reconnection())
-        try:
-            await asyncio.wait({collect, gap}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gap.cancel()
-            if not collect.done():
-                collect.cancel()
-            await asyncio.gather(gap, collect, return_exceptions=True)
-        if collect.cancelled():
-            await expert.stop_playbacks()
-            return None
-        return collect.result()
+        return choice
 
     async def _connect(self, expert: Leg) -> None:
         """The expert pressed 1: the client is dialled at once, while the expert hears

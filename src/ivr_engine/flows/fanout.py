@@ -153,19 +153,11 @@ class FanoutFlow(CallLegs):
 
     async def _offer(self, c: Candidate, expert: Leg) -> str:
         """The offer and its keys; _Gap if the event socket drops meanwhile."""
-        collect = asyncio.ensure_future(self._collect(c, expert))
-        gap = asyncio.ensure_future(self.calls.ari.next_reconnection())
-        try:
-            await asyncio.wait({collect, gap}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gap.cancel()
-            if not collect.done():
-                collect.cancel()
-            await asyncio.gather(gap, collect, return_exceptions=True)
-        if collect.cancelled():
-            await expert.stop_playbacks()
+        heard, choice = await self._unless_gap(self._collect(c, expert), expert)
+        if not heard:
             raise _Gap
-        return collect.result()
+        assert choice is not None
+        return choice
 
     async def _collect(self, c: Candidate, expert: Leg) -> str:
         media = [

@@ -7,7 +7,9 @@ first, waiting for an answer, prompts, and the clean-up every flow ends with.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 
@@ -27,6 +29,8 @@ INTERRUPT_PROMPT_BUDGET = 8.0  # seconds for "sorry, we have to end this call" o
 HANGUP_BUDGET = 5.0  # seconds for Asterisk to report a channel we hung up as destroyed
 DETECTION_MARGIN = 5.0  # seconds beyond AMD's own analysis time before we stop waiting
 
+T = TypeVar("T")
+
 
 class CallLegs:
     def __init__(self, deps: FlowDeps, request_id: int) -> None:
@@ -40,6 +44,24 @@ class CallLegs:
         self.ended: set[str] = set()  # channel ids whose attempt row is final
         self.detached = False  # the engine stops and leaves the bridged call up
         self.interrupted = False  # the engine stops before the bridge
+
+    async def _unless_gap(self, step: Awaitable[T], leg: Leg) -> tuple[bool, T | None]:
+        """Run ``step`` (keys asked on ``leg``) unless the event socket drops meanwhile: a
+        key pressed while it was down is lost, so the question stops at once and its
+        prompts are stopped. Returns (False, None) on a gap, else (True, the result)."""
+        collect = asyncio.ensure_future(step)
+        gap = asyncio.ensure_future(self.calls.ari.next_reconnection())
+        try:
+            await asyncio.wait({collect, gap}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gap.cancel()
+            if not collect.done():
+                collect.cancel()
+            await asyncio.gather(gap, collect, return_exceptions=True)
+        if collect.cancelled():
+            await leg.stop_playbacks()
+            return False, None
+        return True, collect.result()
 
     def media(self, prompt: Prompt) -> str:
         return sound_uri(prompt, self.settings.sound_prefix)

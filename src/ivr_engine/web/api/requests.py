@@ -22,7 +22,7 @@ from ivr_engine.domain.money import check_rate
 from ivr_engine.domain.numbers import NumberRefused, dialable
 from ivr_engine.errors import ListClosed
 from ivr_engine.store import consultations, offers, people, waiting
-from ivr_engine.web.deps import DEPS
+from ivr_engine.web.deps import DEPS, WebDeps
 from ivr_engine.web.http import (
     BIGINT,
     EMAIL,
@@ -103,20 +103,9 @@ async def create_request(request: web.Request) -> web.Response:
     expert_id = path_int(request, "expert_id")
     body: NewRequest = await read_body(request, NewRequest)
     deps = request.app[DEPS]
-    client_id = body.client_id
-    if client_id is None:
-        assert body.client_phone is not None
-        try:
-            phone = dialable(body.client_phone, deps.settings.dial_policy)
-        except NumberRefused as err:
-            return refused_number("client_phone", err)
-        client_id = await people.client_by_phone(
-            deps.pool,
-            phone,
-            alias=body.client_alias,
-            language=body.language,
-            email=body.client_email,
-        )
+    client_id = await _client_of(deps, body)
+    if isinstance(client_id, web.Response):
+        return client_id
     try:
         view = await deps.actions.join(expert_id, client_id)
     except ListClosed as err:
@@ -132,20 +121,9 @@ async def create_category_request(request: web.Request) -> web.Response:
     says how long the client may expect to wait (``expected_delay_seconds``)."""
     body: NewCategoryRequest = await read_body(request, NewCategoryRequest)
     deps = request.app[DEPS]
-    client_id = body.client_id
-    if client_id is None:
-        assert body.client_phone is not None
-        try:
-            phone = dialable(body.client_phone, deps.settings.dial_policy)
-        except NumberRefused as err:
-            return refused_number("client_phone", err)
-        client_id = await people.client_by_phone(
-            deps.pool,
-            phone,
-            alias=body.client_alias,
-            language=body.language,
-            email=body.client_email,
-        )
+    client_id = await _client_of(deps, body)
+    if isinstance(client_id, web.Response):
+        return client_id
     try:
         view = await offers.create(deps.pool, body.category, client_id, body.expert_language)
     except offers.UnknownCategory as err:
@@ -207,3 +185,18 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/requests/{request_id}/solicit", solicit_request)
     app.router.add_get("/api/v1/consultations", list_consultations)
     app.router.add_get("/api/v1/consultations/{consultation_id}", get_consultation)
+
+
+async def _client_of(deps: WebDeps, body: NewRequest | NewCategoryRequest) -> int | web.Response:
+    """The client a new request is for: the given id, or the one with the given (dialable)
+    number, made if new; a number we may not dial is answered 422 at once."""
+    if body.client_id is not None:
+        return body.client_id
+    assert body.client_phone is not None
+    try:
+        phone = dialable(body.client_phone, deps.settings.dial_policy)
+    except NumberRefused as err:
+        return refused_number("client_phone", err)
+    return await people.client_by_phone(
+        deps.pool, phone, alias=body.client_alias, language=body.language, email=body.client_email
+    )
