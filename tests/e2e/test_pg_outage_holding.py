@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -126,7 +127,9 @@ async def test_postgres_away_while_holding_keeps_the_caller_and_bridges_them_aft
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 40
         while (
-            state := await _db(h, "fetchval", "SELECT state FROM requests WHERE id = $1", request_id)
+            state := await _db(
+                h, "fetchval", "SELECT state FROM requests WHERE id = $1", request_id
+            )
         ) != "completed":
             assert loop.time() < deadline, state
             await asyncio.sleep(0.2)
@@ -137,3 +140,72 @@ async def test_postgres_away_while_holding_keeps_the_caller_and_bridges_them_aft
     assert c["billed_seconds"] >= 1
     row = await h.pool.fetchrow("SELECT * FROM inbound_calls WHERE channel_id = $1", channel)
     assert row["outcome"] == "bridged", dict(row)
+
+
+async def test_caller_hanging_up_while_postgres_is_away_is_a_missed_call_in_place(
+    harness: StartHarness, phones: PhoneBook, pg_cluster: ThrowawayCluster
+) -> None:
+    h = await harness(
+        service_numbers={SERVICE: {"language": "en", "policy": "fifo"}},
+        hold_announce_seconds=30,
+        missed_callback_minutes=0.5,
+    )
+    expert_id = await h.expert(EXPERT)
+    await h.pool.execute(
+        "UPDATE experts SET paused_until = now() + interval '1 hour' WHERE id = $1", expert_id
+    )
+    async with AriObserver(h.info, "PlaybackStarted") as observer:
+        caller = await phones.call(
+            SERVICE,
+            from_number=CALLER.lstrip("+"),
+            keys=(Keys(f"{expert_id}#", after_ms=1500),),
+            hangup_after_ms=90000,
+        )
+        channel = ""
+        for _ in range(200):
+            found = await h.pool.fetchval(
+                "SELECT channel_id FROM inbound_calls WHERE request_id IS NOT NULL"
+            )
+            if found is not None:
+                channel = str(found)
+                break
+            await asyncio.sleep(0.1)
+        assert channel, "the caller never joined the waiting list"
+        request_id = int(
+            await h.pool.fetchval(
+                "SELECT request_id FROM inbound_calls WHERE channel_id = $1", channel
+            )
+        )
+        await _until(
+            lambda: ("PlaybackStarted", POSITION) in _on(observer, channel),
+            30,
+            f"no announcement heard: {_on(observer, channel)}",
+        )
+        before = await h.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
+        assert before["holding_channel"] == channel
+        outage = asyncio.create_task(asyncio.to_thread(pg_cluster.restart, down_for=6))
+        await asyncio.sleep(2)
+        # The line drops while PostgreSQL is away (Asterisk hangs the caller up).
+        await observer.rest("DELETE", f"/channels/{channel}")
+        hung_up = asyncio.get_running_loop().time()
+        await outage
+        back = asyncio.get_running_loop().time()
+        assert back - hung_up >= 3  # the missed call's write had to wait for PostgreSQL
+        await caller.finished(20)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while (r := await _db(h, "fetchrow", "SELECT * FROM requests WHERE id = $1", request_id))[
+            "missed_at"
+        ] is None:
+            assert loop.time() < deadline, dict(r)
+            await asyncio.sleep(0.2)
+    # The same request keeps its place: still waiting, no longer holding, a callback due.
+    assert r["state"] == "waiting" and r["holding_channel"] is None, dict(r)
+    assert r["created_at"] == before["created_at"]
+    assert r["callback_by"] - r["missed_at"] == timedelta(seconds=30)
+    # The promise counts from the hang-up, not from when PostgreSQL came back.
+    db_hung_up = r["missed_at"]
+    waited = (await h.pool.fetchval("SELECT now()")) - db_hung_up
+    assert waited.total_seconds() >= back - hung_up - 1, (waited, back - hung_up)
+    row = await h.pool.fetchrow("SELECT * FROM inbound_calls WHERE channel_id = $1", channel)
+    assert row["outcome"] == "abandoned", dict(row)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -298,8 +299,11 @@ class HoldLine:
         """The caller hung up while holding: a missed call, called back within the delay."""
         request_id, channel = self.call.request_id, self.leg.id
         minutes = self.settings.missed_callback_minutes
+        at = datetime.now(UTC)  # the promise counts from the hang-up, not from a late write
         if await durably(
-            lambda: store.stop_holding(self.pool, request_id, channel, missed_minutes=minutes),
+            lambda: store.stop_holding(
+                self.pool, request_id, channel, missed_minutes=minutes, at=at
+            ),
             "missed call",
         ):
             log.info("holding.missed_call", request_id=request_id)

@@ -182,26 +182,34 @@ async def place(pool: asyncpg.Pool, request_id: int, channel: str) -> Place:
 
 
 async def stop_holding(
-    pool: asyncpg.Pool, request_id: int, channel: str, *, missed_minutes: float | None
+    pool: asyncpg.Pool,
+    request_id: int,
+    channel: str,
+    *,
+    missed_minutes: float | None,
+    at: datetime | None = None,
 ) -> bool:
     """The caller leaves the line. A request not yet taken into a call (waiting, or its
     expert being rung) keeps its place as a callback; a missed call (``missed_minutes``
-    given) is promised a call back within that long. True when it became a callback; False
-    when the channel was no longer this request's or the request had gone past that."""
+    given) is promised a call back within that long of ``at`` (when the caller hung up, so a
+    write retried through a PostgreSQL outage keeps the promise; default now). True when it
+    became a callback; False when the channel was no longer this request's or the request
+    had gone past that."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "UPDATE requests SET holding_channel = NULL, holding_engine = NULL,"
             " missed_at = CASE WHEN $3::float8 IS NULL OR NOT (state = ANY($4::text[]))"
-            "   THEN missed_at ELSE now() END,"
+            "   THEN missed_at ELSE COALESCE($5::timestamptz, now()) END,"
             " callback_by = CASE WHEN $3::float8 IS NULL OR NOT (state = ANY($4::text[]))"
             "   THEN callback_by"
-            "   ELSE now() + make_interval(secs => $3::float8 * 60) END,"
+            "   ELSE COALESCE($5::timestamptz, now()) + make_interval(secs => $3::float8 * 60) END,"
             " updated_at = now()"
             " WHERE id = $1 AND holding_channel = $2 RETURNING state",
             request_id,
             channel,
             missed_minutes,
             CALLBACK_STATES,
+            at,
         )
         if row is None or row["state"] not in CALLBACK_STATES:
             return False
