@@ -26,3 +26,20 @@ async def finish(aw: Awaitable[T], timeout: float = 15.0) -> T:
         else:
             task.cancel()
         raise
+
+
+async def unless(step: Awaitable[T], stop: Awaitable[object]) -> tuple[bool, T | None]:
+    """Run ``step`` unless ``stop`` completes first; the loser is cancelled and awaited.
+    Returns (True, the step's result), or (False, None) when ``stop`` won."""
+    work = asyncio.ensure_future(step)
+    stopper = asyncio.ensure_future(stop)
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+    if work.cancelled():
+        return False, None
+    return True, work.result()

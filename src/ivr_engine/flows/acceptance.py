@@ -25,7 +25,7 @@ from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.holding import take_held
 from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs, Hold
-from ivr_engine.prompts import Prompt, rate_media
+from ivr_engine.prompts import Prompt
 from ivr_engine.store import consultations, waiting
 from ivr_engine.store.retry import durably
 
@@ -83,21 +83,8 @@ class AcceptanceFlow(CallLegs):
         await self._connect(expert)
 
     async def _offer(self, expert: Leg) -> str | None:
-        job = self.job
-        offer = [
-            self.media(Prompt.OFFER_REQUEST_FROM),
-            f"characters:{_spellable(job.client_alias)}",
-            *rate_media(job.rate, self.settings.sound_prefix),
-        ]
         _, choice = await self._unless_gap(
-            expert.collect(
-                [*offer, self.media(Prompt.ACCEPT_OR_REFUSE)],
-                digits="13",
-                timeout=self.settings.digit_timeout,
-                tries=self.settings.prompt_tries,
-                invalid=[self.media(Prompt.INVALID_KEY)],
-            ),
-            expert,
+            self._ask_offer(expert, self.job.client_alias, self.job.rate), expert
         )
         return choice
 
@@ -319,10 +306,6 @@ class AcceptanceFlow(CallLegs):
 def tariff_for(job: Job, settings: Settings) -> Tariff:
     """What this consultation will cost, frozen now: later changes never rewrite it."""
     return settings.tariff(rate=job.rate, category=job.category, expert_number=job.expert_phone)
-
-
-def _spellable(alias: str) -> str:
-    return "".join(ch for ch in alias if ch.isalnum())[:20] or "client"
 
 
 def _now() -> datetime:

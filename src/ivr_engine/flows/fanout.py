@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import structlog
 
-from ivr_engine.aio import finish
+from ivr_engine.aio import finish, unless
 from ivr_engine.calls import Leg
 from ivr_engine.domain.offers import Candidate, FanoutJob
 from ivr_engine.errors import Hangup
-from ivr_engine.flows.acceptance import AcceptanceFlow, _spellable
+from ivr_engine.flows.acceptance import AcceptanceFlow
 from ivr_engine.flows.consultation import ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.legs import CallLegs
-from ivr_engine.prompts import Prompt, rate_media
+from ivr_engine.prompts import Prompt
 from ivr_engine.store import offers
 from ivr_engine.store.retry import durably
 
@@ -153,42 +153,19 @@ class FanoutFlow(CallLegs):
 
     async def _offer(self, c: Candidate, expert: Leg) -> str:
         """The offer and its keys; _Gap if the event socket drops meanwhile."""
-        heard, choice = await self._unless_gap(self._collect(c, expert), expert)
+        heard, choice = await self._unless_gap(
+            self._ask_offer(expert, self.job.client_alias, c.rate), expert
+        )
         if not heard:
             raise _Gap
-        assert choice is not None
-        return choice
-
-    async def _collect(self, c: Candidate, expert: Leg) -> str:
-        media = [
-            self.media(Prompt.OFFER_REQUEST_FROM),
-            f"characters:{_spellable(self.job.client_alias)}",
-            *rate_media(c.rate, self.settings.sound_prefix),
-            self.media(Prompt.ACCEPT_OR_REFUSE),
-        ]
-        choice = await expert.collect(
-            media,
-            digits="13",
-            timeout=self.settings.digit_timeout,
-            tries=self.settings.prompt_tries,
-            invalid=[self.media(Prompt.INVALID_KEY)],
-        )
         return choice or ""
 
     async def _unless_taken(self, step: Awaitable[T]) -> T:
         """``step``, unless another expert wins first (then _Taken, the step cancelled)."""
-        work = asyncio.ensure_future(step)
-        taken = asyncio.ensure_future(self._taken.wait())
-        try:
-            await asyncio.wait({work, taken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            taken.cancel()
-            if not work.done():
-                work.cancel()
-            await asyncio.gather(work, taken, return_exceptions=True)
-        if work.cancelled():
+        done, result = await unless(step, self._taken.wait())
+        if not done:
             raise _Taken
-        return work.result()
+        return cast(T, result)  # the step's own result, None included
 
     async def _taken_by_other(self, c: Candidate, expert: Leg) -> None:
         """Another expert won: no bill, no missed call; hear why if the phone was answered."""

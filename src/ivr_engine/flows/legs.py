@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import structlog
 
+from ivr_engine.aio import unless
 from ivr_engine.calls import Leg
 from ivr_engine.calls.leg import MachineVerdict
 from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import AriError, AriUnavailable, Hangup, OriginateFailed, StepTimeout
 from ivr_engine.flows.deps import FlowDeps
-from ivr_engine.prompts import Prompt, sound_uri
+from ivr_engine.prompts import Prompt, rate_media, sound_uri
 from ivr_engine.store import attempts
 from ivr_engine.store.retry import durably
 
@@ -49,19 +51,25 @@ class CallLegs:
         """Run ``step`` (keys asked on ``leg``) unless the event socket drops meanwhile: a
         key pressed while it was down is lost, so the question stops at once and its
         prompts are stopped. Returns (False, None) on a gap, else (True, the result)."""
-        collect = asyncio.ensure_future(step)
-        gap = asyncio.ensure_future(self.calls.ari.next_reconnection())
-        try:
-            await asyncio.wait({collect, gap}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gap.cancel()
-            if not collect.done():
-                collect.cancel()
-            await asyncio.gather(gap, collect, return_exceptions=True)
-        if collect.cancelled():
+        heard, result = await unless(step, self.calls.ari.next_reconnection())
+        if not heard:
             await leg.stop_playbacks()
-            return False, None
-        return True, collect.result()
+        return heard, result
+
+    def _ask_offer(self, expert: Leg, client_alias: str, rate: Decimal) -> Awaitable[str | None]:
+        """The offer (who asks, at what rate) and its keys: 1 accepts, 3 refuses."""
+        return expert.collect(
+            [
+                self.media(Prompt.OFFER_REQUEST_FROM),
+                f"characters:{_spellable(client_alias)}",
+                *rate_media(rate, self.settings.sound_prefix),
+                self.media(Prompt.ACCEPT_OR_REFUSE),
+            ],
+            digits="13",
+            timeout=self.settings.digit_timeout,
+            tries=self.settings.prompt_tries,
+            invalid=[self.media(Prompt.INVALID_KEY)],
+        )
 
     def media(self, prompt: Prompt) -> str:
         return sound_uri(prompt, self.settings.sound_prefix)
@@ -280,3 +288,7 @@ class Hold:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _spellable(alias: str) -> str:
+    return "".join(ch for ch in alias if ch.isalnum())[:20] or "client"
