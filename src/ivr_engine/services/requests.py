@@ -11,7 +11,7 @@ from ivr_engine.domain.holding import Policy
 from ivr_engine.domain.planning import Reason
 from ivr_engine.domain.requests import RequestView
 from ivr_engine.errors import ListClosed
-from ivr_engine.store import line_tests, offers, planning, waiting
+from ivr_engine.store import offers, planning, waiting
 
 CancelFlow = Callable[..., Awaitable[None]]  # (request_id, *, put_back=True)
 
@@ -66,15 +66,10 @@ class RequestActions:
         This ends a pause, so it is refused (LineTestRequired) like "return available" when
         a recent passed line test is required and missing."""
         if self.line_test_hours > 0:
-            row = await self.pool.fetchrow(
-                "SELECT e.id, e.paused_until FROM requests r JOIN experts e ON e.id = r.expert_id"
-                " WHERE r.id = $1",
-                request_id,
-            )
-            now = datetime.now(UTC)
-            if row is not None and row["paused_until"] is not None and row["paused_until"] > now:
-                await line_tests.require_recent_pass(
-                    self.pool, row["id"], self.line_test_hours, now
+            view = await waiting.get(self.pool, request_id)
+            if view.expert_id is not None:
+                await planning.require_test_to_end_pause(
+                    self.pool, view.expert_id, self.line_test_hours
                 )
         return await waiting.solicit(self.pool, request_id)
 

@@ -158,16 +158,26 @@ async def set_override(
         )
 
 
+async def require_test_to_end_pause(
+    pool: asyncpg.Pool, expert_id: int, line_test_hours: float
+) -> None:
+    """Ending the pause of an expert paused now needs, with ``line_test_hours``, a recent
+    passed line test (LineTestRequired); without a pause there is nothing to end."""
+    if line_test_hours <= 0:
+        return
+    now = datetime.now(UTC)
+    paused = await pool.fetchval("SELECT paused_until FROM experts WHERE id = $1", expert_id)
+    if paused is not None and paused > now:
+        await line_tests.require_recent_pass(pool, expert_id, line_test_hours, now)
+
+
 async def set_pause(
     pool: asyncpg.Pool, expert_id: int, until: datetime | None, *, line_test_hours: float = 0.0
 ) -> None:
     """Pause until ``until``; None ends the pause, which with ``line_test_hours`` needs a
     recent passed line test (LineTestRequired) when the expert is paused now."""
-    if until is None and line_test_hours > 0:
-        now = datetime.now(UTC)
-        paused = await pool.fetchval("SELECT paused_until FROM experts WHERE id = $1", expert_id)
-        if paused is not None and paused > now:
-            await line_tests.require_recent_pass(pool, expert_id, line_test_hours, now)
+    if until is None:
+        await require_test_to_end_pause(pool, expert_id, line_test_hours)
     if (
         await pool.fetchval(
             "UPDATE experts SET paused_until = $2 WHERE id = $1 RETURNING id", expert_id, until
