@@ -26,7 +26,7 @@ async def expire(pool: asyncpg.Pool, ttl_hours: float) -> list[int]:
             " FROM requests r JOIN clients c ON c.id = r.client_id"
             " LEFT JOIN experts e ON e.id = r.expert_id"
             " WHERE r.state = 'waiting' AND r.created_at <= now() - make_interval(secs => $1)"
-            " ORDER BY r.id LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
+            " ORDER BY r.created_at, r.id LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
             ttl_hours * 3600,
             BATCH,
         )
