@@ -162,6 +162,20 @@ class Harness:
                 raise AssertionError(f"request {request_id} is {state}, expected {states}\n{lines}")
             await asyncio.sleep(0.1)
 
+    async def inbound_ended(self, channel_id: str, timeout: float = 10) -> Any:
+        """A call in's row once the engine has written its outcome: the phones may see the
+        hang-up a few milliseconds before the engine records it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            row = await self.pool.fetchrow(
+                "SELECT * FROM inbound_calls WHERE channel_id = $1", channel_id
+            )
+            if row is not None and row["outcome"] != "open":
+                return row
+            assert loop.time() < deadline, dict(row) if row is not None else channel_id
+            await asyncio.sleep(0.1)
+
     async def ari(self, path: str) -> Any:
         return await self.engine.ari.request("GET", path)
 

@@ -138,7 +138,7 @@ async def test_postgres_away_while_holding_keeps_the_caller_and_bridges_them_aft
     c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
     assert c["client_channel_id"] == channel  # the holding caller was bridged, not dialled
     assert c["billed_seconds"] >= 1
-    row = await h.pool.fetchrow("SELECT * FROM inbound_calls WHERE channel_id = $1", channel)
+    row = await h.inbound_ended(channel)
     assert row["outcome"] == "bridged", dict(row)
 
 
@@ -206,5 +206,5 @@ async def test_caller_hanging_up_while_postgres_is_away_is_a_missed_call_in_plac
     assert r["callback_by"] - r["missed_at"] == timedelta(seconds=30)
     # The promise counts from the hang-up, not from when PostgreSQL came back.
     assert abs((r["missed_at"] - hung_up_at).total_seconds()) < 1, (r["missed_at"], hung_up_at)
-    row = await h.pool.fetchrow("SELECT * FROM inbound_calls WHERE channel_id = $1", channel)
+    row = await h.inbound_ended(channel)
     assert row["outcome"] == "abandoned", dict(row)

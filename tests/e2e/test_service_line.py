@@ -86,7 +86,7 @@ async def test_call_in_hold_hear_position_and_be_bridged(
     assert c["billed_seconds"] >= 1
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert [(a["purpose"], a["outcome"]) for a in k] == [("inbound", "completed")]
-    row = await h.pool.fetchrow("SELECT * FROM inbound_calls")
+    row = await h.inbound_ended(call["channel_id"])
     assert row["outcome"] == "bridged" and row["bridged_at"] is not None
     assert row["caller"] == CALLER and not row["withheld"]
 
@@ -129,8 +129,7 @@ async def test_hang_up_while_holding_is_called_back(
     await client.finished(20)
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert k and k[-1]["purpose"] == "connect" and k[-1]["started_at"] <= r["callback_by"]
-    row = await h.pool.fetchrow("SELECT * FROM inbound_calls")
-    assert row["outcome"] == "abandoned"
+    assert (await h.inbound_ended(call["channel_id"]))["outcome"] == "abandoned"
 
 
 async def _pause(h: Harness, expert_id: int, paused: bool) -> None:
@@ -172,13 +171,7 @@ async def test_key_1_while_holding_is_called_back_in_place(
     await client.finished(20)
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert [a["purpose"] for a in k] == ["connect"]  # called back at their number
-    assert (await _outcome(h, call["channel_id"])) == "callback"
-
-
-async def _outcome(h: Harness, channel_id: str) -> str:
-    return str(
-        await h.pool.fetchval("SELECT outcome FROM inbound_calls WHERE channel_id = $1", channel_id)
-    )
+    assert (await h.inbound_ended(call["channel_id"]))["outcome"] == "callback"
 
 
 async def test_new_first_serves_the_new_caller_before_an_older_returning_client(
