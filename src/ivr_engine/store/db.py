@@ -35,13 +35,27 @@ def migration_files(directory: Traversable) -> list[Traversable]:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: nothing beyond asyncpg's own
+    local clean-up (listeners dropped, an open transaction rolled back). Its default sends
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every release, a round
+    trip per statement we run; no pooled connection here keeps session state (LISTEN has its
+    own connection, the migration lock is released explicitly, nothing SETs or opens cursors
+    outside a transaction)."""
+
+
 async def connect_pool(dsn: str, *, timeout: float = 10.0, attempts: int = 5) -> asyncpg.Pool:
     """Create the pool, retrying briefly: PostgreSQL may still be starting."""
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=10, timeout=timeout, command_timeout=timeout
+                dsn,
+                min_size=1,
+                max_size=10,
+                timeout=timeout,
+                command_timeout=timeout,
+                reset=_keep_session,
             )
             assert pool is not None
             return pool

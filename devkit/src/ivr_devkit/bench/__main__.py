@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", type=_rates, default=None, help="calls/s, e.g. 5,10,15,20")
     p.add_argument("--seconds", type=float, default=None, help="offering time per rate (30)")
     p.add_argument("--claim-rounds", type=int, default=200, help="timed claims per size (200)")
+    p.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="only the engine's side, no claim step, no report: for profiling the engine",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="logs and traces (build/bench/…)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="JSON and PNG here")
     return p
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir=(args.workdir or Path("build") / "bench" / stamp).resolve(),
         out_dir=args.out.resolve(),
         quick=args.quick,
+        engine_only=args.engine_only,
     )
     log.configure("console", "warning")
     box = Sandbox()

@@ -70,6 +70,7 @@ class Options:
     workdir: Path
     out_dir: Path
     quick: bool
+    engine_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -378,8 +379,15 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
         await bench.make_pairs()
         say(f"{len(bench.pairs)} expert/client pairs; rates {list(opts.rates)} calls/s")
         for rate in opts.rates:
-            results.append(await bench.dialplan_phase(rate))
+            if not opts.engine_only:
+                results.append(await bench.dialplan_phase(rate))
             results.append(await bench.engine_phase(rate))
+        if opts.engine_only:
+            for phase in results:
+                done = max(1, phase["completed"])
+                per = {k: round(v * 1000 / done, 1) for k, v in phase["cpu_seconds"].items()}
+                say(f"engine only: {json.dumps({**phase, 'cpu_ms_per_completed': per})}")
+            return 0
         say("claims: filling the waiting lists ...")
         claim_results = await claim_step.run(admin_dsn, opts.claim_sizes, opts.claim_rounds)
         figures = {
