@@ -127,3 +127,25 @@ def test_unreachable_base_dir_is_a_clear_error(tmp_path: Path) -> None:
     private.mkdir(mode=0o700)
     with pytest.raises(ClusterError, match="cannot reach"):
         ThrowawayCluster(private / "pg").start()
+
+
+async def test_statement_stats_count_what_ran_nested_statements_apart() -> None:
+    with ThrowawayCluster(statement_stats=True) as cluster:
+        conn = await asyncpg.connect(cluster.dsn)
+        try:
+            await conn.execute("CREATE EXTENSION pg_stat_statements")
+            await conn.execute(
+                "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN (SELECT 41 + 1); END $$"
+                " LANGUAGE plpgsql"
+            )
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            for _ in range(3):
+                assert await conn.fetchval("SELECT f()") == 42
+            rows = await conn.fetch(
+                "SELECT query, toplevel, calls FROM pg_stat_statements WHERE calls = 3"
+            )
+        finally:
+            await conn.close()
+    found = {(r["query"], r["toplevel"]) for r in rows}
+    assert ("SELECT f()", True) in found
+    assert any(not top and "SELECT" in query for query, top in found)  # inside f()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from ivr_devkit.bench import cpu, report, traces
+from ivr_devkit.bench import cpu, pgstats, report, traces
 from ivr_devkit.bench.run import _lag_p99_ms
 from ivr_devkit.simphones import SipMessage
 
@@ -80,3 +80,30 @@ def test_this_process_uses_cpu_and_has_a_file_limit() -> None:
     assert cpu.tree_seconds(os.getpid()) > seconds > 0
     assert cpu.open_files_limit(os.getpid()).isdigit()
     assert cpu.tree_seconds(2**22 + 1) == 0.0  # no such process
+
+
+def test_statement_figures_per_consultation_keep_nested_apart() -> None:
+    window = pgstats.Window(
+        statements=[
+            pgstats.Statement("UPDATE requests SET state = $1", True, 20, 10.0, 2.0, 20),
+            pgstats.Statement("BEGIN", True, 30, 0.3, 0.0, 0),
+            pgstats.Statement("SELECT expert_queue_refresh(OLD.expert_id)", False, 40, 8.0, 0, 40),
+        ],
+        functions=[pgstats.Function("expert_queue_refresh", 40, 8.0, 6.0)],
+    )
+    got = pgstats.summary(window, 10, "consultation")
+    assert got["statements_per_consultation"] == 5.0  # 50 top-level calls / 10
+    assert got["nested_statements_per_consultation"] == 4.0
+    assert got["exec_ms_per_consultation"] == 1.03
+    assert got["plan_ms_per_consultation"] == 0.2
+    first = got["top_level"][0]
+    assert first["query"].startswith("UPDATE") and first["ms_per_call"] == 0.6
+    assert got["functions"][0]["self_ms_per_consultation"] == 0.6
+    assert "expert_queue_refresh" in pgstats.render(got, "consultation")
+
+
+def test_postgres_processes_are_told_apart_by_their_title() -> None:
+    assert pgstats._kind("postgres: ivr ivr_bench 127.0.0.1(5432) idle") == "backends"
+    assert pgstats._kind("postgres: autovacuum worker ivr_bench") == "autovacuum"
+    assert pgstats._kind("postgres: walwriter") == "walwriter"
+    assert pgstats._kind("/usr/lib/postgresql/15/bin/postgres -D /tmp/x -p 5") == "postmaster"

@@ -52,6 +52,17 @@ SETTINGS: dict[str, str] = {
     "full_page_writes": "off",
     "logging_collector": "off",
 }
+# ``statement_stats=True``: what the server ran, for profiling (the bench). Every statement,
+# those inside functions and triggers included (``toplevel`` tells them apart), its planning
+# time too, and the time spent in each PL/pgSQL function (pg_stat_user_functions). The view needs
+# ``CREATE EXTENSION pg_stat_statements`` in the database that reads it.
+STATEMENT_STATS: dict[str, str] = {
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "all",
+    "pg_stat_statements.max": "5000",
+    "pg_stat_statements.track_planning": "on",
+    "track_functions": "'pl'",
+}
 _CONF_NAME = "ivr-throwaway.conf"
 _SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, with its terminating NUL
 _PORT_TAKEN = re.compile(r"could not bind|Address already in use|could not create any TCP/IP")
@@ -73,8 +84,17 @@ def find_bin_dir() -> Path:
 
 
 class ThrowawayCluster:
-    def __init__(self, base_dir: Path | None = None, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        start_timeout: float = START_TIMEOUT,
+        *,
+        statement_stats: bool = False,
+    ) -> None:
+        """``statement_stats``: load pg_stat_statements and count PL/pgSQL functions (see
+        STATEMENT_STATS), for profiling; off by default, it costs a little per statement."""
         self._base_given = base_dir
+        self._statement_stats = statement_stats
         self._start_timeout = start_timeout
         self._base: Path | None = None
         self._made_temp = False
@@ -194,7 +214,8 @@ class ThrowawayCluster:
         if len(f"{data}/.s.PGSQL.65535.lock") > _SOCKET_PATH_MAX:
             raise ClusterError(f"{data} is too long a path for the server's unix socket")
         socket_dir = str(data).replace("'", "''")
-        lines = [f"{key} = {value}" for key, value in SETTINGS.items()]
+        settings = {**SETTINGS, **(STATEMENT_STATS if self._statement_stats else {})}
+        lines = [f"{key} = {value}" for key, value in settings.items()]
         lines.append(f"unix_socket_directories = '{socket_dir}'")
         (data / _CONF_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
         main_conf = data / "postgresql.conf"

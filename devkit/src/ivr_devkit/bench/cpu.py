@@ -8,7 +8,7 @@ and go, and their time counts for the cluster. Threads are inside their process'
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,29 @@ def tree_seconds(pid: int) -> float:
         if child is not None and child[0] == pid:
             total += child[1]
     return total
+
+
+def children_by_name(pid: int, kind: Callable[[str], str]) -> dict[str, float]:
+    """CPU seconds of ``pid`` and its live children, summed by ``kind(command line)``;
+    what its reaped children used is under ``"exited"``."""
+    found: dict[str, float] = {}
+    own = _stat(pid)
+    if own is None:
+        return found
+    found["exited"] = own[2]
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        child = _stat(int(entry.name))
+        if child is None or (child[0] != pid and int(entry.name) != pid):
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        name = kind(argv.replace(b"\0", b" ").decode(errors="replace").strip())
+        found[name] = found.get(name, 0.0) + child[1]
+    return found
 
 
 def sample(pids: Mapping[str, int | None]) -> Sample:

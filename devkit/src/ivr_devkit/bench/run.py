@@ -19,7 +19,7 @@ import asyncpg
 from aiosmtpd.controller import Controller
 
 from ivr_devkit.bench import claims as claim_step
-from ivr_devkit.bench import cpu, machine, traces
+from ivr_devkit.bench import cpu, machine, pgstats, traces
 from ivr_devkit.bench.ami import BenchAmi
 from ivr_devkit.faults.engines import EngineProcess, Engines, free_tcp_port
 from ivr_devkit.faults.observer import BridgeObserver
@@ -59,6 +59,7 @@ ENGINE_ENV = {
     "IVR_MAIL_FROM": "ivr-engine@bench.invalid",
 }
 ENGINE_FINAL = ("completed", "refused", "lost", "client_unreachable", "failed")
+QUIET_S = 20.0  # --engine-only: seconds of an idle engine measured before each phase
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class Bench:
     async def engine_phase(self, rate: float) -> dict[str, Any]:
         assert self.engine is not None and self.http is not None and self.pool is not None
         engine, http, pool = self.engine, self.http, self.pool
+        profile = self.opts.engine_only and self.cluster_pid is not None
+        if profile:
+            quiet = await self._quiet_window()
+            await pgstats.reset(pool)
+            kinds_before = pgstats.cpu_by_kind(self.cluster_pid or 0)
         before_lag = await self._lag_buckets()
         ids: list[int] = []
         refused: dict[str, int] = {}
@@ -126,8 +132,8 @@ class Bench:
             loop = asyncio.get_running_loop()
             while loop.time() < deadline:
                 left = await pool.fetchval(
-                    "SELECT count(*) FROM requests WHERE id = ANY($1::bigint[])"
-                    " AND NOT state = ANY($2::text[])",
+                    f"{pgstats.BENCH_MARK} SELECT count(*) FROM requests"
+                    " WHERE id = ANY($1::bigint[]) AND NOT state = ANY($2::text[])",
                     ids,
                     list(ENGINE_FINAL),
                 )
@@ -136,8 +142,11 @@ class Bench:
                 await asyncio.sleep(1.0)
 
         result = await self._phase("engine", rate, place, wait_final)
+        if profile:
+            statements = await pgstats.read(pool)
+            kinds = _minus(pgstats.cpu_by_kind(self.cluster_pid or 0), kinds_before)
         rows = await pool.fetch(
-            "SELECT state, end_reason, count(*) AS n FROM requests"
+            f"{pgstats.BENCH_MARK} SELECT state, end_reason, count(*) AS n FROM requests"
             " WHERE id = ANY($1::bigint[]) GROUP BY 1, 2",
             ids,
         )
@@ -147,7 +156,37 @@ class Bench:
         reasons.update(refused)
         result.update(completed=completed, failed=result["offered"] - completed, reasons=reasons)
         result["loop_lag_p99_ms"] = _lag_p99_ms(before_lag, await self._lag_buckets())
+        if profile:
+            await asyncio.sleep(pgstats.FUNCTION_STATS_DELAY)
+            functions = (await pgstats.read(pool)).functions
+            per = pgstats.summary(
+                pgstats.Window(statements.statements, functions), max(1, completed), "consultation"
+            )
+            done = max(1, completed)
+            per["postgres_cpu_ms_per_consultation_by_process"] = {
+                k: round(v * 1000 / done, 2) for k, v in sorted(kinds.items()) if v
+            }
+            result["postgres_statements"] = {"idle_engine": quiet, "per_consultation": per}
         return result
+
+    async def _quiet_window(self) -> dict[str, Any]:
+        """What PostgreSQL runs, and its CPU, while the engine has nothing to do (per second)."""
+        assert self.pool is not None and self.cluster_pid is not None
+        await self._quiet()
+        await asyncio.sleep(pgstats.FUNCTION_STATS_DELAY)  # the make-pairs functions land
+        await pgstats.reset(self.pool)
+        before = pgstats.cpu_by_kind(self.cluster_pid)
+        began = time.monotonic()
+        await asyncio.sleep(QUIET_S)
+        seconds = time.monotonic() - began
+        kinds = _minus(pgstats.cpu_by_kind(self.cluster_pid), before)
+        window = await pgstats.read(self.pool)
+        quiet = pgstats.summary(window, seconds, "second")
+        quiet["postgres_cpu_ms_per_second_by_process"] = {
+            k: round(v * 1000 / seconds, 2) for k, v in sorted(kinds.items()) if v
+        }
+        quiet["seconds"] = round(seconds, 1)
+        return quiet
 
     async def dialplan_phase(self, rate: float) -> dict[str, Any]:
         assert self.ami is not None and self.expert_phone and self.client_phone
@@ -302,6 +341,10 @@ class Bench:
             self.pairs.append(Pair(i, pair.expert, pair.client, int(found["id"])))
 
 
+def _minus(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -323,7 +366,7 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
     opts.workdir.mkdir(parents=True, exist_ok=True)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     say(f"work directory (engine log, phone traces): {opts.workdir}")
-    cluster = ThrowawayCluster()
+    cluster = ThrowawayCluster(statement_stats=opts.engine_only)
     phones = PhoneBook(opts.workdir / "phones")
     smtp = Controller(_Sink(), hostname="127.0.0.1", port=free_tcp_port())
     engines: Engines | None = None
@@ -335,6 +378,8 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
         dsn = await _database(admin_dsn)
         pool = await connect_pool(dsn)
         await migrate(pool)
+        if opts.engine_only:
+            await pgstats.enable(pool)
         info, asterisk_pid = await asyncio.to_thread(info_up)
         bench = Bench(opts, info, asterisk_pid)
         bench.pool, bench.cluster_pid = pool, cluster.pid
@@ -386,6 +431,15 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
             for phase in results:
                 done = max(1, phase["completed"])
                 per = {k: round(v * 1000 / done, 1) for k, v in phase["cpu_seconds"].items()}
+                stats = phase.pop("postgres_statements", None)
+                if stats is not None:
+                    say("PostgreSQL, engine idle, per second:")
+                    say(pgstats.render(stats["idle_engine"], "second"))
+                    say("PostgreSQL, per completed consultation (the phase, drain included):")
+                    say(pgstats.render(stats["per_consultation"], "consultation"))
+                    path = opts.workdir / f"pgstats-{phase['rate']:g}.json"
+                    path.write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+                    say(f"statement figures: {path}")
                 say(f"engine only: {json.dumps({**phase, 'cpu_ms_per_completed': per})}")
             return 0
         say("claims: filling the waiting lists ...")
