@@ -154,10 +154,14 @@ class Recovery:
             if leg.ended_at is None or leg.ended_at > end:
                 leg.ended_at = end
         watch = ConsultationWatch(self.deps, call)
-        await watch.end_attempt(expert, "completed", call.expert_choice)
-        await watch.end_attempt(client, "completed")
+        legs = [
+            await watch.attempt_end(expert, "completed", call.expert_choice),
+            await watch.attempt_end(client, "completed"),
+        ]
         try:
-            await consultations.finish(self.pool, item.request_id, end=end, ended_by=ended_by)
+            await consultations.finish(
+                self.pool, item.request_id, end=end, ended_by=ended_by, attempts_ended=legs
+            )
         except Conflict:
             pass
         await self.calls.destroy_bridge(item.bridge_id)

@@ -22,7 +22,8 @@ from ivr_engine.domain.media import media_stopped_at
 from ivr_engine.errors import AriError, AriUnavailable
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.prompts import Prompt, sound_uri
-from ivr_engine.store import attempts, cel, consultations
+from ivr_engine.store import cel, consultations
+from ivr_engine.store.attempts import AttemptEnd
 from ivr_engine.store.retry import durably
 
 log = structlog.get_logger(__name__)
@@ -66,12 +67,19 @@ class ConsultationWatch:
                     await leg.wait_hangup(timeout=10)
                 except TimeoutError:
                     log.warning("call.hangup_unconfirmed", channel_id=leg.id)
-            await self.end_attempt(call.expert, "completed", call.expert_choice)
-            await self.end_attempt(call.client, "completed")
-            # Last: `completed` means every row of the consultation is final.
+            # With the bill, in one statement: `completed` means every row of the
+            # consultation is final.
+            legs = [
+                await self.attempt_end(call.expert, "completed", call.expert_choice),
+                await self.attempt_end(call.client, "completed"),
+            ]
             bill = await durably(
                 lambda: consultations.finish(
-                    self.deps.pool, call.request_id, end=end, ended_by=ended_by
+                    self.deps.pool,
+                    call.request_id,
+                    end=end,
+                    ended_by=ended_by,
+                    attempts_ended=legs,
                 ),
                 "consultation end",
             )
@@ -111,21 +119,19 @@ class ConsultationWatch:
         log.warning("consultation.end_estimated", seen_at=str(seen))
         return seen or first.ended_at or datetime.now(UTC)
 
-    async def end_attempt(self, leg: Leg, outcome: str, choice: str | None = None) -> None:
+    async def attempt_end(self, leg: Leg, outcome: str, choice: str | None = None) -> AttemptEnd:
+        """The end of ``leg``'s attempt row, once Asterisk has said how it ended, for
+        ``consultations.finish`` to write with the bill."""
         if leg.is_gone:
             await leg.destroyed(timeout=2)
-        await durably(
-            lambda: attempts.ended(
-                self.deps.pool,
-                leg.id,
-                outcome=outcome,
-                ended_at=leg.ended_at,
-                cause=leg.hangup_cause,
-                cause_text=leg.hangup_text,
-                dtmf="".join(leg.dtmf_log),
-                choice=choice,
-            ),
-            "attempt end",
+        return AttemptEnd(
+            leg.id,
+            outcome,
+            ended_at=leg.ended_at,
+            cause=leg.hangup_cause,
+            cause_text=leg.hangup_text,
+            dtmf="".join(leg.dtmf_log),
+            choice=choice,
         )
 
     async def _first_hangup(self) -> Leg | None:

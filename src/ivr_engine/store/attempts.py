@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -56,4 +58,45 @@ async def ended(
         cause_text,
         dtmf,
         choice,
+    )
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """The end of one attempt, for ``ended`` or for a statement that writes it with others
+    (``consultations.finish``)."""
+
+    channel_id: str
+    outcome: str
+    ended_at: datetime | None
+    cause: int | None
+    cause_text: str
+    dtmf: str = ""
+    choice: str | None = None
+
+
+def end_columns(ends: Sequence[AttemptEnd]) -> tuple[list[object], ...]:
+    """``ends`` as the seven arrays ``ended_sql`` unnests, in its column order."""
+    return (
+        [e.channel_id for e in ends],
+        [e.outcome for e in ends],
+        [e.ended_at for e in ends],
+        [e.cause for e in ends],
+        [e.cause_text for e in ends],
+        [e.dtmf for e in ends],
+        [e.choice for e in ends],
+    )
+
+
+def ended_sql(first: int) -> str:
+    """An UPDATE of call_attempts from the arrays of ``end_columns`` as parameters
+    ``$first`` .. ``$first+6``, for a CTE of the caller's statement."""
+    a = [f"${first + i}" for i in range(7)]
+    return (
+        "UPDATE call_attempts a SET outcome = x.outcome, ended_at = coalesce(x.ended_at, now()),"
+        " hangup_cause = x.cause, hangup_text = x.cause_text, dtmf = x.dtmf, choice = x.choice"
+        f" FROM unnest({a[0]}::text[], {a[1]}::text[], {a[2]}::timestamptz[], {a[3]}::int[],"
+        f" {a[4]}::text[], {a[5]}::text[], {a[6]}::text[])"
+        " AS x(channel_id, outcome, ended_at, cause, cause_text, dtmf, choice)"
+        " WHERE a.channel_id = x.channel_id"
     )

@@ -1,11 +1,13 @@
 """Consultations: the tariff frozen when the bridge starts, the bill written when it ends.
 
-The bill and the earnings email row are written in the transaction that ends the
+The bill and the earnings email row are written by the statement that ends the
 consultation, so there is exactly one of each per consultation.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,9 +17,11 @@ import asyncpg
 from ivr_engine.domain.billing import settle
 from ivr_engine.domain.job import Job
 from ivr_engine.domain.money import Bill, LineType, Tariff, TransferRule
-from ivr_engine.domain.requests import RequestState
-from ivr_engine.store import outbox
-from ivr_engine.store.waiting import move_in
+from ivr_engine.domain.requests import RequestState, check_transition
+from ivr_engine.errors import Conflict
+from ivr_engine.store import attempts
+from ivr_engine.store.attempts import AttemptEnd
+from ivr_engine.store.waiting import MOVE_CTES
 
 S = RequestState
 
@@ -32,73 +36,151 @@ async def begin(
     client_channel: str,
     start: datetime,
 ) -> int:
-    """The bridge is up: freeze the tariff and mark the request connected, together."""
-    async with pool.acquire() as conn, conn.transaction():
-        consultation_id = await _insert(
-            conn,
-            job,
-            tariff,
-            bridge_id=bridge_id,
-            expert_channel=expert_channel,
-            client_channel=client_channel,
-            start=start,
-        )
-        await move_in(conn, job.request_id, S.RINGING_CLIENT, S.CONNECTED, "bridged")
-    return consultation_id
+    """The bridge is up: freeze the tariff and mark the request connected, together (one
+    statement: the consultation row exists only if the request moved; a Conflict if it was
+    no longer ringing the client)."""
+    check_transition(S.RINGING_CLIENT, S.CONNECTED)
+    consultation_id = await pool.fetchval(
+        _BEGIN_SQL,
+        job.request_id,
+        S.RINGING_CLIENT.value,
+        S.CONNECTED.value,
+        False,
+        "bridged",
+        job.expert_id,
+        job.client_id,
+        bridge_id,
+        expert_channel,
+        client_channel,
+        tariff.rate,
+        start,
+        tariff.category,
+        tariff.line_type.value,
+        tariff.transfer_per_minute,
+        tariff.rule.factor,
+        tariff.rule.description,
+        tariff.commission_percent,
+        tariff.granularity_seconds,
+        tariff.minimum_seconds,
+    )
+    if consultation_id is None:
+        raise Conflict(f"request {job.request_id} is no longer {S.RINGING_CLIENT}")
+    return int(consultation_id)
+
+
+# $1-$5 the move (waiting.MOVE_CTES), $6.. the consultation with its frozen tariff.
+_BEGIN_SQL = f"""
+WITH {MOVE_CTES},
+started AS (
+    INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,
+        expert_channel_id, client_channel_id, rate_per_minute, bridge_start, category,
+        line_type, transfer_per_minute, transfer_factor, transfer_rule, commission_percent,
+        granularity_seconds, minimum_seconds, seen_at)
+    SELECT moved.id, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $12
+    FROM moved
+    RETURNING id
+)
+SELECT id FROM started
+"""
 
 
 async def finish(
-    pool: asyncpg.Pool, request_id: int, *, end: datetime | None, ended_by: str
+    pool: asyncpg.Pool,
+    request_id: int,
+    *,
+    end: datetime | None,
+    ended_by: str,
+    attempts_ended: Sequence[AttemptEnd] = (),
 ) -> Bill | None:
-    """Bill it until ``end`` (None: now), queue the earnings email, complete the request:
-    one transaction. None if it was already closed."""
-    async with pool.acquire() as conn, conn.transaction():
-        closed = await _close(conn, request_id, end=end or datetime.now(UTC), ended_by=ended_by)
-        await move_in(conn, request_id, S.CONNECTED, S.COMPLETED, f"ended by {ended_by}")
-    return None if closed is None else closed[1]
+    """Bill it until ``end`` (None: now), queue the earnings email, complete the request and
+    end ``attempts_ended`` (the legs' rows): one statement, after one read of the frozen
+    tariff. None if it was already closed; a Conflict (nothing billed, nothing queued) if
+    the request was no longer connected. The attempts are ended either way."""
+    end = end or datetime.now(UTC)
+    reason = f"ended by {ended_by}"
+    check_transition(S.CONNECTED, S.COMPLETED)
+    move = (request_id, S.CONNECTED.value, S.COMPLETED.value, True, reason)
+    legs = attempts.end_columns(attempts_ended)
+    # Not locked: the row's tariff and start are frozen, and only this statement's move
+    # (connected -> completed, compare-and-set on the request) closes it.
+    row = await pool.fetchrow(
+        "SELECT c.*, e.email, e.language, e.alias AS expert_alias, k.alias AS client_alias"
+        " FROM consultations c JOIN experts e ON e.id = c.expert_id"
+        " JOIN clients k ON k.id = c.client_id"
+        " WHERE c.request_id = $1 AND c.bridge_end IS NULL",
+        request_id,
+    )
+    if row is None:
+        done = await pool.fetchrow(_MOVE_ONLY_SQL, *move, *legs)
+        if not done["moved"]:
+            raise Conflict(f"request {request_id} is no longer {S.CONNECTED}")
+        return None
+    bill = settle(tariff_of(row), row["bridge_start"], end)
+    payload: dict[str, Any] = {
+        "consultation_id": row["id"],
+        "expert_alias": row["expert_alias"],
+        "client_alias": row["client_alias"],
+        "start": row["bridge_start"].isoformat(),
+        "end": end.isoformat(),
+        "rate": str(row["rate_per_minute"]),
+        "line_type": row["line_type"],
+        "transfer_rule": row["transfer_rule"],
+        **bill.as_json(),
+    }
+    done = await pool.fetchrow(
+        _FINISH_SQL,
+        *move,
+        *legs,
+        row["id"],
+        end,
+        bill.billed_seconds,
+        ended_by,
+        bill.charged_seconds,
+        bill.client_price,
+        bill.transfer_cost,
+        bill.commission,
+        bill.earnings,
+        bill.note,
+        row["email"],
+        row["language"],
+        json.dumps(payload),
+    )
+    if not done["moved"]:
+        raise Conflict(f"request {request_id} is no longer {S.CONNECTED}")
+    return bill if done["closed"] else None
+
+
+# $1-$5 the move, $6-$12 the attempts' ends: written even when the move finds the request
+# moved already (a Conflict for the caller), as separate statements used to.
+_MOVE_ONLY_SQL = f"""
+WITH {MOVE_CTES},
+legs AS ({attempts.ended_sql(6)})
+SELECT EXISTS (SELECT 1 FROM moved) AS moved
+"""
+# $13-$25 the bill and the earnings email, written only with the move.
+_FINISH_SQL = f"""
+WITH {MOVE_CTES},
+legs AS ({attempts.ended_sql(6)}),
+closed AS (
+    UPDATE consultations c SET bridge_end = $14, billed_seconds = $15, ended_by = $16,
+        charged_seconds = $17, client_price = $18, transfer_cost = $19, commission = $20,
+        earnings = $21, bill_note = $22
+    FROM moved WHERE c.id = $13 AND c.bridge_end IS NULL
+    RETURNING c.id
+),
+mailed AS (
+    INSERT INTO outbox_emails
+        (kind, request_id, consultation_id, to_address, language, payload)
+    SELECT 'consultation_earnings', $1, closed.id, $23, $24, $25::jsonb FROM closed
+)
+SELECT EXISTS (SELECT 1 FROM moved) AS moved, EXISTS (SELECT 1 FROM closed) AS closed
+"""
 
 
 async def seen_at(pool: asyncpg.Pool, request_id: int) -> datetime | None:
     """The last time an engine saw this consultation's bridge up (its lease heartbeat)."""
     return await pool.fetchval(  # type: ignore[no-any-return]
         "SELECT seen_at FROM consultations WHERE request_id = $1", request_id
-    )
-
-
-async def _insert(
-    conn: asyncpg.Connection,
-    job: Job,
-    tariff: Tariff,
-    *,
-    bridge_id: str,
-    expert_channel: str,
-    client_channel: str,
-    start: datetime,
-) -> int:
-    return int(
-        await conn.fetchval(
-            "INSERT INTO consultations (request_id, expert_id, client_id, bridge_id,"
-            " expert_channel_id, client_channel_id, rate_per_minute, bridge_start,"
-            " category, line_type, transfer_per_minute, transfer_factor, transfer_rule,"
-            " commission_percent, granularity_seconds, minimum_seconds, seen_at)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$8) RETURNING id",
-            job.request_id,
-            job.expert_id,
-            job.client_id,
-            bridge_id,
-            expert_channel,
-            client_channel,
-            tariff.rate,
-            start,
-            tariff.category,
-            tariff.line_type.value,
-            tariff.transfer_per_minute,
-            tariff.rule.factor,
-            tariff.rule.description,
-            tariff.commission_percent,
-            tariff.granularity_seconds,
-            tariff.minimum_seconds,
-        )
     )
 
 
@@ -114,58 +196,6 @@ def tariff_of(row: asyncpg.Record) -> Tariff:
         granularity_seconds=row["granularity_seconds"],
         minimum_seconds=row["minimum_seconds"],
     )
-
-
-async def _close(
-    conn: asyncpg.Connection, request_id: int, *, end: datetime, ended_by: str
-) -> tuple[int, Bill] | None:
-    """Write the end, the bill and the earnings email; None if it was already closed."""
-    row = await conn.fetchrow(
-        "SELECT c.*, e.email, e.language, e.alias AS expert_alias, k.alias AS client_alias"
-        " FROM consultations c JOIN experts e ON e.id = c.expert_id"
-        " JOIN clients k ON k.id = c.client_id"
-        " WHERE c.request_id = $1 AND c.bridge_end IS NULL FOR UPDATE OF c",
-        request_id,
-    )
-    if row is None:
-        return None
-    bill = settle(tariff_of(row), row["bridge_start"], end)
-    await conn.execute(
-        "UPDATE consultations SET bridge_end = $2, billed_seconds = $3, ended_by = $4,"
-        " charged_seconds = $5, client_price = $6, transfer_cost = $7, commission = $8,"
-        " earnings = $9, bill_note = $10 WHERE id = $1",
-        row["id"],
-        end,
-        bill.billed_seconds,
-        ended_by,
-        bill.charged_seconds,
-        bill.client_price,
-        bill.transfer_cost,
-        bill.commission,
-        bill.earnings,
-        bill.note,
-    )
-    payload: dict[str, Any] = {
-        "consultation_id": row["id"],
-        "expert_alias": row["expert_alias"],
-        "client_alias": row["client_alias"],
-        "start": row["bridge_start"].isoformat(),
-        "end": end.isoformat(),
-        "rate": str(row["rate_per_minute"]),
-        "line_type": row["line_type"],
-        "transfer_rule": row["transfer_rule"],
-        **bill.as_json(),
-    }
-    await outbox.queue(
-        conn,
-        "consultation_earnings",
-        to=row["email"],
-        language=row["language"],
-        payload=payload,
-        request_id=request_id,
-        consultation_id=row["id"],
-    )
-    return row["id"], bill
 
 
 _DETAIL_SQL = """

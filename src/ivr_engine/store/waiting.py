@@ -170,12 +170,14 @@ _MOVE_SET = (
     " ended_at = CASE WHEN $4 THEN now() ELSE NULL END"
     " WHERE id = $1 AND state = $2 RETURNING *"
 )
-_MOVE_SQL = (
-    f"WITH moved AS ({_MOVE_SET}),"
+# The move ($1 request, $2 from, $3 to, $4 final?, $5 reason) and its event row as two
+# CTEs, ``moved`` (the request's row) and ``logged``, for a statement that does more.
+MOVE_CTES = (
+    f"moved AS ({_MOVE_SET}),"
     " logged AS (INSERT INTO request_events (request_id, from_state, to_state, detail)"
     " SELECT id, $2, $3, $5 FROM moved)"
-    " SELECT * FROM moved"
 )
+_MOVE_SQL = f"WITH {MOVE_CTES} SELECT * FROM moved"
 
 
 async def missed(
