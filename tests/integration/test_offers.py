@@ -6,6 +6,7 @@ nobody takes a request; expiry for both kinds of request."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
@@ -229,6 +230,17 @@ async def test_requests_expire_after_the_ttl_with_an_email(pool: asyncpg.Pool) -
         ("client_request_closed", own.id),
         ("client_request_closed", cat.id),
     ]
+    payloads = await pool.fetch("SELECT payload FROM outbox_emails ORDER BY request_id")
+    said = [json.loads(p["payload"]) for p in payloads]
+    assert said[0]["request_id"] == own.id and said[0]["reason"] == "expired"
+    assert said[0]["expert_alias"] != "" and said[0]["category"] == ""
+    assert said[1]["expert_alias"] == "" and said[1]["category"] == "cartomancy"
+    assert all(p["client_alias"] for p in said)
+    events = await pool.fetch(
+        "SELECT from_state, to_state, detail FROM request_events WHERE request_id = $1 ORDER BY id",
+        own.id,
+    )
+    assert tuple(events[-1]) == ("waiting", "lost", "expired")
 
 
 async def test_expected_delay(pool: asyncpg.Pool) -> None:

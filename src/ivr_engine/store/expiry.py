@@ -10,44 +10,50 @@ from datetime import datetime
 
 import asyncpg
 
-from ivr_engine.domain.requests import RequestState
-from ivr_engine.store import outbox
-from ivr_engine.store.waiting import move_in
+from ivr_engine.domain.requests import RequestState, check_transition
 
 S = RequestState
 BATCH = 100  # requests expired per statement; the dispatcher comes back for the rest
 
 
 async def expire(pool: asyncpg.Pool, ttl_hours: float) -> list[int]:
-    """End the waiting requests older than ``ttl_hours``; the ids of those ended."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT r.id, r.category, e.alias AS expert_alias, c.alias, c.email, c.language"
-            " FROM requests r JOIN clients c ON c.id = r.client_id"
-            " LEFT JOIN experts e ON e.id = r.expert_id"
-            " WHERE r.state = 'waiting' AND r.created_at <= now() - make_interval(secs => $1)"
-            " ORDER BY r.created_at, r.id LIMIT $2 FOR UPDATE OF r SKIP LOCKED",
-            ttl_hours * 3600,
-            BATCH,
-        )
-        for row in rows:
-            await move_in(conn, row["id"], S.WAITING, S.LOST, "expired")
-            if row["email"]:
-                await outbox.queue(
-                    conn,
-                    "client_request_closed",
-                    to=row["email"],
-                    language=row["language"],
-                    request_id=row["id"],
-                    payload={
-                        "request_id": row["id"],
-                        "client_alias": row["alias"],
-                        "reason": "expired",
-                        "expert_alias": row["expert_alias"] or "",
-                        "category": row["category"] or "",
-                    },
-                )
+    """End the waiting requests older than ``ttl_hours``; the ids of those ended. One
+    statement (the dispatcher runs it on every pass): the moves, their events and the
+    clients' emails together."""
+    check_transition(S.WAITING, S.LOST)
+    rows = await pool.fetch(_EXPIRE_SQL, ttl_hours * 3600, BATCH)
     return [int(r["id"]) for r in rows]
+
+
+# SKIP LOCKED: a request another engine is expiring (or claiming) is left to it.
+_EXPIRE_SQL = """
+WITH due AS (
+    SELECT r.id, r.category, e.alias AS expert_alias, c.alias, c.email, c.language
+    FROM requests r JOIN clients c ON c.id = r.client_id
+    LEFT JOIN experts e ON e.id = r.expert_id
+    WHERE r.state = 'waiting' AND r.created_at <= now() - make_interval(secs => $1)
+    ORDER BY r.created_at, r.id LIMIT $2
+    FOR UPDATE OF r SKIP LOCKED
+), moved AS (
+    UPDATE requests r SET state = 'lost', updated_at = now(), end_reason = 'expired',
+                          ended_at = now()
+    FROM due WHERE r.id = due.id AND r.state = 'waiting'
+    RETURNING r.id, r.created_at
+), logged AS (
+    INSERT INTO request_events (request_id, from_state, to_state, detail)
+    SELECT id, 'waiting', 'lost', 'expired' FROM moved
+), mailed AS (
+    INSERT INTO outbox_emails (kind, request_id, to_address, language, payload)
+    SELECT 'client_request_closed', due.id, due.email, due.language,
+           jsonb_build_object('request_id', due.id, 'client_alias', due.alias,
+                              'reason', 'expired',
+                              'expert_alias', coalesce(due.expert_alias, ''),
+                              'category', coalesce(due.category, ''))
+    FROM due JOIN moved ON moved.id = due.id
+    WHERE due.email <> ''
+)
+SELECT id FROM moved ORDER BY created_at, id
+"""
 
 
 async def next_expiry(pool: asyncpg.Pool, ttl_hours: float) -> datetime | None:
