@@ -51,20 +51,24 @@ class ExpertAvailability:
 
 
 async def load(conn: asyncpg.Connection | asyncpg.Pool, expert_id: int) -> ExpertAvailability:
+    # One round trip (a request's join reads this first). The overrides from two days before
+    # today in UTC (yesterday somewhere on Earth) are read, then those before yesterday in
+    # the expert's own zone are dropped here: PostgreSQL's zone names are not Python's.
     expert = await conn.fetchrow(
-        "SELECT timezone, paused_until, channel_phone, channel_chat, channel_video"
-        " FROM experts WHERE id = $1",
+        "SELECT e.timezone, e.paused_until, e.channel_phone, e.channel_chat, e.channel_video,"
+        " ARRAY(SELECT ROW(s.weekday, s.start_time, s.end_time) FROM planning_slots s"
+        "       WHERE s.expert_id = e.id ORDER BY s.weekday, s.start_time) AS slots,"
+        " ARRAY(SELECT ROW(o.day, o.slots) FROM planning_overrides o"
+        "       WHERE o.expert_id = e.id AND o.day >= $2) AS overrides"
+        " FROM experts e WHERE e.id = $1",
         expert_id,
+        datetime.now(UTC).date() - timedelta(days=2),
     )
     if expert is None:
         raise NotFound(f"expert {expert_id} does not exist")
-    rows = await conn.fetch(
-        "SELECT weekday, start_time, end_time FROM planning_slots WHERE expert_id = $1",
-        expert_id,
-    )
     days: dict[int, list[Slot]] = {}
-    for r in rows:
-        days.setdefault(r["weekday"], []).append(Slot(r["start_time"], r["end_time"]))
+    for weekday, start, end in expert["slots"]:
+        days.setdefault(weekday, []).append(Slot(start, end))
     has_planning = bool(days)
     if not has_planning:
         days = {weekday: list(ALWAYS) for weekday in range(7)}
@@ -72,12 +76,9 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, expert_id: int) -> Exper
     # From yesterday, local to the expert: yesterday's slot may run past midnight into today.
     since = datetime.now(weekly.zone).date() - timedelta(days=1)
     overrides = {
-        r["day"]: tuple(parse_slot(s) for s in json.loads(r["slots"]))
-        for r in await conn.fetch(
-            "SELECT day, slots FROM planning_overrides WHERE expert_id = $1 AND day >= $2",
-            expert_id,
-            since,
-        )
+        day: tuple(parse_slot(s) for s in json.loads(slots))
+        for day, slots in expert["overrides"]
+        if day >= since
     }
     channels = frozenset(
         c

@@ -56,52 +56,66 @@ async def create(
     not_before: datetime | None = None,
 ) -> RequestView:
     """A new entry at the end of the expert's list, ranked by ``policy``; ``holding`` is the
-    caller's channel (and engine) when they hold on the line; ``not_before`` a callback time."""
-    async with pool.acquire() as conn, conn.transaction():
-        expert = await conn.fetchrow(
-            # NO KEY UPDATE, as the waiting-list trigger (migration 0012) takes: two joins
-            # of one list at once wait for each other instead of deadlocking.
-            "SELECT taking_calls FROM experts WHERE id = $1 FOR NO KEY UPDATE",
-            expert_id,
-        )
-        if expert is None:
-            raise NotFound(f"expert {expert_id} does not exist")
-        if not expert["taking_calls"]:
-            raise Conflict(f"expert {expert_id} is not taking calls")
-        if not await conn.fetchval("SELECT 1 FROM clients WHERE id = $1", client_id):
-            raise NotFound(f"client {client_id} does not exist")
-        dup = await conn.fetchval(
-            "SELECT id FROM requests WHERE expert_id = $1 AND client_id = $2"
-            " AND state = ANY($3::text[])",
+    caller's channel (and engine) when they hold on the line; ``not_before`` a callback time.
+    One statement: the checks, the row and its event."""
+    try:
+        row = await pool.fetchrow(
+            _CREATE_SQL,
             expert_id,
             client_id,
             ["waiting", *ACTIVE],
+            list_rank(policy, earlier_consultations=1),
+            list_rank(policy, earlier_consultations=0),
+            holding.channel if holding else None,
+            holding.engine if holding else None,
+            not_before,
         )
-        if dup:
-            raise Conflict(f"client {client_id} is already in this list (request {dup})")
-        try:
-            earlier = await conn.fetchval(
-                "SELECT count(*) FROM consultations WHERE client_id = $1", client_id
-            )
-            row = await conn.fetchrow(
-                "INSERT INTO requests (expert_id, client_id, list_rank, holding_channel,"
-                " holding_engine, next_attempt_at)"
-                " VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) RETURNING *",
-                expert_id,
-                client_id,
-                list_rank(policy, earlier_consultations=earlier),
-                holding.channel if holding else None,
-                holding.engine if holding else None,
-                not_before,
-            )
-        except asyncpg.UniqueViolationError as err:
-            # Another join of the same client committed between our SELECT and INSERT: the
-            # index of migration 0010 is what really keeps one live entry per client.
-            if err.constraint_name != ONE_LIVE_PER_CLIENT:
-                raise
-            raise Conflict(f"client {client_id} is already in this list") from err
-        await event(conn, row["id"], None, S.WAITING, "created")
+    except asyncpg.UniqueViolationError as err:
+        # Another join of the same client committed after this statement's snapshot: the
+        # index of migration 0010 is what really keeps one live entry per client.
+        if err.constraint_name != ONE_LIVE_PER_CLIENT:
+            raise
+        raise Conflict(f"client {client_id} is already in this list") from err
+    if row["taking_calls"] is None:
+        raise NotFound(f"expert {expert_id} does not exist")
+    if not row["taking_calls"]:
+        raise Conflict(f"expert {expert_id} is not taking calls")
+    if not row["client_found"]:
+        raise NotFound(f"client {client_id} does not exist")
+    if row["dup"] is not None:
+        raise Conflict(f"client {client_id} is already in this list (request {row['dup']})")
     return view_of(row)
+
+
+# The expert's row is locked first (NO KEY UPDATE, as the waiting-list trigger of migration
+# 0012 takes it): two joins of one list wait for each other instead of deadlocking. The
+# rank: $4 for a client with an earlier consultation, else $5 (domain.holding.list_rank).
+_CREATE_SQL = """
+WITH e AS (
+    SELECT taking_calls FROM experts WHERE id = $1 FOR NO KEY UPDATE
+), k AS (
+    SELECT 1 FROM clients WHERE id = $2
+), dup AS (
+    SELECT id FROM requests WHERE expert_id = $1 AND client_id = $2
+    AND state = ANY($3::text[]) LIMIT 1
+), made AS (
+    INSERT INTO requests (expert_id, client_id, list_rank, holding_channel, holding_engine,
+                          next_attempt_at)
+    SELECT $1, $2,
+           CASE WHEN EXISTS (SELECT 1 FROM consultations WHERE client_id = $2)
+                THEN $4::smallint ELSE $5::smallint END,
+           $6, $7, coalesce($8, now())
+    FROM e WHERE e.taking_calls AND EXISTS (SELECT 1 FROM k)
+      AND NOT EXISTS (SELECT 1 FROM dup)
+    RETURNING *
+), logged AS (
+    INSERT INTO request_events (request_id, from_state, to_state, detail)
+    SELECT id, NULL, 'waiting', 'created' FROM made
+)
+SELECT (SELECT taking_calls FROM e) AS taking_calls, EXISTS (SELECT 1 FROM k) AS client_found,
+       (SELECT id FROM dup) AS dup, made.*
+FROM (VALUES (1)) AS one LEFT JOIN made ON true
+"""
 
 
 async def get(pool: asyncpg.Pool, request_id: int) -> RequestView:
