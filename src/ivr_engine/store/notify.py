@@ -1,11 +1,13 @@
 """PostgreSQL NOTIFY in: one LISTEN connection per engine, fanned out to callbacks.
 
-Triggers (migrations 0006 and 0007) notify ``ivr_requests`` with an expert's id whenever a
-waiting list or an expert changes, and ``ivr_outbox`` whenever an email is queued,
-whichever engine made the change. The dispatcher, the email sender and the live pages
-subscribe here, so no code path has to remember to wake them, and engines sharing a
-database wake each other. Lost connection: the listener reconnects with capped backoff
-and calls every callback with ``None`` (a change may have been missed: look again).
+Triggers (migrations 0006, 0007 and 0018) notify ``ivr_requests`` with an expert's id
+whenever a waiting list or an expert changes in a way that may let a dispatcher ring
+someone, ``ivr_pages`` for the other changes the live pages show, and ``ivr_outbox``
+whenever an email is queued, whichever engine made the change. The dispatcher, the email
+sender and the live pages subscribe here, so no code path has to remember to wake them, and
+engines sharing a database wake each other. Lost connection: the listener reconnects with
+capped backoff and calls every callback with ``None`` (a change may have been missed: look
+again).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ log = structlog.get_logger(__name__)
 
 REQUESTS = "ivr_requests"
 OUTBOX = "ivr_outbox"
+# Changes that can make nothing claimable (a request moving into an active state, the claim
+# queue's bookkeeping on experts: migration 0018): for the live pages only, so that they do
+# not wake every engine's dispatcher.
+PAGES = "ivr_pages"
 
 Callback = Callable[[str | None], None]
 # A LISTEN connection is cheap to retry; waking the dispatcher late after PostgreSQL is back

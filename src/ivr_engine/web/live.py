@@ -1,10 +1,11 @@
 """Live pages: PostgreSQL NOTIFY in, server-sent events out.
 
-A trigger on ``requests`` and ``experts`` notifies channel ``ivr_requests`` with the
-expert's id whenever a waiting list or an expert changes, whichever engine made the
-change. The engine's one LISTEN connection (ivr_engine.store.notify) hands each id to the
-hub, which fans it out to the open pages that show it; a page then re-reads its live
-fragment. After a lost connection every page is told to refresh (it may have missed one).
+A trigger on ``requests`` and ``experts`` notifies channel ``ivr_requests`` (or
+``ivr_pages``, for changes no dispatcher needs: migration 0018) with the expert's id
+whenever a waiting list or an expert changes, whichever engine made the change. The engine's
+one LISTEN connection (ivr_engine.store.notify) hands each id to the hub, which fans it out
+to the open pages that show it; a page then re-reads its live fragment. After a lost
+connection every page is told to refresh (it may have missed one).
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import contextlib
 
 from aiohttp import web
 
-from ivr_engine.store.notify import REQUESTS, Listener
+from ivr_engine.store.notify import PAGES, REQUESTS, Listener
 
 EVERYTHING = 0  # the expert id of "refresh all" (ids start at 1)
 _HEARTBEAT = 15.0
 
 
 class Hub:
-    """Fans the ``ivr_requests`` notifications out to the open pages' event streams."""
+    """Fans the ``ivr_requests`` and ``ivr_pages`` notifications out to the open pages'
+    event streams."""
 
     def __init__(self, listener: Listener) -> None:
         self._subscribers: dict[asyncio.Queue[int | None], int | None] = {}
         self._listener = listener
         listener.on(REQUESTS, self._on_notify)
+        listener.on(PAGES, self._on_page)
 
     @property
     def listening(self) -> asyncio.Event:
@@ -46,6 +49,10 @@ class Hub:
             if wanted is None or expert_id in (wanted, EVERYTHING):
                 with contextlib.suppress(asyncio.QueueFull):  # it will refresh anyway
                     queue.put_nowait(expert_id)
+
+    def _on_page(self, payload: str | None) -> None:
+        if payload is not None:  # a reconnection is handled once, by _on_notify
+            self._on_notify(payload)
 
     def _on_notify(self, payload: str | None) -> None:
         if payload is None:  # (re)connected: a change may have been missed
