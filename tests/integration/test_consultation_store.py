@@ -4,6 +4,7 @@ nothing, one bill and one earnings email whatever races them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -136,3 +137,36 @@ async def test_finish_of_a_request_not_connected_bills_nothing(pool: asyncpg.Poo
 
 
 END_AT = START + timedelta(seconds=61)
+
+
+async def test_the_key_moves_the_request_and_records_the_client_call_together(
+    pool: asyncpg.Pool,
+) -> None:
+    expert = await people.create_expert(
+        pool, alias="Anna", phone="+3906000101", rate=Decimal("1.50"), email="a@example.org"
+    )
+    client = await people.client_by_phone(pool, "+3933300001", alias="Marco")
+    await waiting.create(pool, expert, client)
+    job = await claims.claim_next(pool)
+    assert job is not None
+
+    def accept() -> Awaitable[str]:
+        return attempts.new_after_move(
+            pool,
+            job.request_id,
+            S.RINGING_EXPERT,
+            S.RINGING_CLIENT,
+            "expert_accepted",
+            leg="client",
+            purpose="connect",
+            dial_string="PJSIP/c",
+        )
+
+    channel = await accept()
+    assert channel.startswith(f"ivr-{job.request_id}-")
+    row = await pool.fetchrow("SELECT * FROM call_attempts WHERE channel_id = $1", channel)
+    assert (row["leg"], row["purpose"], row["dial_string"]) == ("client", "connect", "PJSIP/c")
+    assert (await waiting.get(pool, job.request_id)).state is S.RINGING_CLIENT
+    with pytest.raises(Conflict):  # moved already: no second call recorded
+        await accept()
+    assert await pool.fetchval("SELECT count(*) FROM call_attempts") == 1

@@ -20,13 +20,14 @@ from ivr_engine.config import Settings
 from ivr_engine.domain.job import Job
 from ivr_engine.domain.money import Tariff
 from ivr_engine.domain.requests import RequestState
+from ivr_engine.domain.routing import dial_string
 from ivr_engine.errors import AriError, Hangup, OriginateFailed
 from ivr_engine.flows.consultation import Bridged, ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.holding import take_held
 from ivr_engine.flows.legs import BUSY_CAUSES, HANGUP_BUDGET, CallLegs, Hold
 from ivr_engine.prompts import Prompt
-from ivr_engine.store import consultations, waiting
+from ivr_engine.store import attempts, consultations, waiting
 from ivr_engine.store.retry import durably
 
 log = structlog.get_logger(__name__)
@@ -91,18 +92,42 @@ class AcceptanceFlow(CallLegs):
     async def _connect(self, expert: Leg) -> None:
         """The expert pressed 1: the client is dialled at once, while the expert hears
         "connecting you" and then music."""
-        await self._move(S.RINGING_EXPERT, S.RINGING_CLIENT, "expert_accepted")
+        first = await self._accepted()
         prompt = self.media(Prompt.CONNECTING_YOU) if self.job.acceptance_ivr else None
         hold = Hold(expert, prompt)
         try:
-            await self._client_stage(expert, hold)
+            await self._client_stage(expert, hold, first)
         finally:
             await hold.close()
 
-    async def _client_stage(self, expert: Leg, hold: Hold) -> None:
+    async def _accepted(self) -> str | None:
+        """The move to RINGING_CLIENT; unless a caller may be holding for this request (then
+        nobody is dialled), with the intent to dial the client in the same statement: the
+        first call's channel id."""
+        job = self.job
+        if job.holding_channel is not None:
+            await self._move(S.RINGING_EXPERT, S.RINGING_CLIENT, "expert_accepted")
+            return None
+        endpoint = dial_string(job.client_phone, self.settings.dial_routes)
+        return await durably(
+            lambda: attempts.new_after_move(
+                self.pool,
+                job.request_id,
+                S.RINGING_EXPERT,
+                S.RINGING_CLIENT,
+                "expert_accepted",
+                leg="client",
+                purpose="connect",
+                dial_string=endpoint,
+            ),
+            "state move",
+        )
+
+    async def _client_stage(self, expert: Leg, hold: Hold, first: str | None) -> None:
         """Ring the client for an expert on ``hold`` (up to IVR_CLIENT_ATTEMPTS calls,
-        IVR_CLIENT_RETRY_DELAY apart); announce and bridge, or tell the expert why not.
-        Every outcome moves the request out of RINGING_CLIENT."""
+        IVR_CLIENT_RETRY_DELAY apart; ``first``: the first call's recorded channel id);
+        announce and bridge, or tell the expert why not. Every outcome moves the request out
+        of RINGING_CLIENT."""
         job = self.job
         if (held := await take_held(self.deps, job)) is not None:
             # The client holds on the line: their channel is the client leg, nobody is dialled.
@@ -111,7 +136,13 @@ class AcceptanceFlow(CallLegs):
         attempt = 0
         while True:
             attempt += 1
-            client = await self._dial("client", "connect", job.client_phone, job.client_language)
+            client = await self._dial(
+                "client",
+                "connect",
+                job.client_phone,
+                job.client_language,
+                recorded=first if attempt == 1 else None,
+            )
             answered = asyncio.ensure_future(
                 client.answered(timeout=self.settings.ring_timeout + 10)
             )

@@ -83,18 +83,28 @@ class CallLegs:
         return None
 
     async def _dial(
-        self, leg: str, purpose: str, number: str, language: str, *, screen: bool = False
+        self,
+        leg: str,
+        purpose: str,
+        number: str,
+        language: str,
+        *,
+        screen: bool = False,
+        recorded: str | None = None,
     ) -> Leg:
         """Ring ``number``; ``screen``: its answer counts only once Asterisk's answering-machine
-        detection says a person took the call (see ``_await_answer``)."""
+        detection says a person took the call (see ``_await_answer``); ``recorded``: the
+        channel id of an attempt row the caller has already written (``_intent``)."""
         endpoint = dial_string(number, self.settings.dial_routes)
         request_id = self.request_id
-        channel_id = await durably(
-            lambda: attempts.new(
-                self.pool, request_id, leg=leg, purpose=purpose, dial_string=endpoint
-            ),
-            "attempt intent",
-        )
+        channel_id = recorded
+        if channel_id is None:
+            channel_id = await durably(
+                lambda: attempts.new(
+                    self.pool, request_id, leg=leg, purpose=purpose, dial_string=endpoint
+                ),
+                "attempt intent",
+            )
         structlog.contextvars.bind_contextvars(**{f"{leg}_channel": channel_id})
         log.info("call.dialing", leg=leg, purpose=purpose, endpoint=endpoint)
         if screen:

@@ -8,6 +8,10 @@ from datetime import datetime
 
 import asyncpg
 
+from ivr_engine.domain.requests import RequestState, check_transition
+from ivr_engine.errors import Conflict
+from ivr_engine.store.waiting import MOVE_CTES
+
 
 async def new(
     pool: asyncpg.Pool, request_id: int, *, leg: str, purpose: str, dial_string: str
@@ -26,6 +30,46 @@ async def new(
             dial_string,
         )
     )
+
+
+async def new_after_move(
+    pool: asyncpg.Pool,
+    request_id: int,
+    current: RequestState,
+    target: RequestState,
+    reason: str,
+    *,
+    leg: str,
+    purpose: str,
+    dial_string: str,
+) -> str:
+    """A state move and the intent to dial that follows it, in one statement (the client
+    is dialled the moment the expert accepts); a Conflict, and no attempt row, if the
+    request is no longer ``current``. Returns the channel id to use."""
+    check_transition(current, target)
+    channel_id = await pool.fetchval(
+        _NEW_AFTER_MOVE_SQL,
+        request_id,
+        current.value,
+        target.value,
+        target.is_final,
+        reason,
+        leg,
+        purpose,
+        dial_string,
+    )
+    if channel_id is None:
+        raise Conflict(f"request {request_id} is no longer {current}")
+    return str(channel_id)
+
+
+_NEW_AFTER_MOVE_SQL = f"""
+WITH {MOVE_CTES}
+INSERT INTO call_attempts (id, request_id, leg, purpose, channel_id, dial_string)
+SELECT n.id, moved.id, $6, $7, 'ivr-' || moved.id::text || '-' || n.id::text, $8
+FROM moved CROSS JOIN LATERAL (SELECT nextval('call_attempts_id_seq') AS id) n
+RETURNING channel_id
+"""
 
 
 async def answered(pool: asyncpg.Pool, channel_id: str, at: datetime) -> None:
