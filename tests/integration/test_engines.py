@@ -4,6 +4,7 @@ interrupted call goes back to the waiting list."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -115,6 +116,9 @@ async def test_the_heartbeat_notes_that_bridges_are_up(pool: asyncpg.Pool) -> No
     before = await pool.fetchval("SELECT seen_at FROM consultations")
     await engines.heartbeat(pool, me, timeout=5, watched=[])
     assert await pool.fetchval("SELECT seen_at FROM consultations") == before  # unwatched
+    beat = "SELECT heartbeat_at FROM engines WHERE id = $1"
+    await pool.execute("UPDATE engines SET heartbeat_at = now() - interval '1 minute'")
     await engines.heartbeat(pool, me, timeout=5, watched=[request_id])
     after = await pool.fetchval("SELECT seen_at FROM consultations")
     assert after > before
+    assert await pool.fetchval(beat, me) > after - timedelta(seconds=5)  # the lease too

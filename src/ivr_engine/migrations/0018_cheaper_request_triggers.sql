@@ -65,19 +65,14 @@ CREATE TRIGGER requests_queue_update
 --     client, bridged) with its due time unchanged frees no expert and makes nothing due,
 --     nor does the claim queue's own bookkeeping on `experts` (engaged, waiting_since: the
 --     request change that caused it says so itself). Those no longer wake every engine's
---     dispatcher (a pass is several queries); they notify 'ivr_pages' instead, which only
---     the live pages listen to (store/notify.py). Every other new request, move, due-time
---     change or expert change notifies 'ivr_requests' as before (the pages listen to both).
+--     dispatcher (a pass is several queries): the request's move notifies 'ivr_pages'
+--     instead, which only the live pages listen to (store/notify.py), and the bookkeeping
+--     nothing (the request's own notification, same transaction, carries the same expert
+--     id). Every other new request, move, due-time change or expert change notifies
+--     'ivr_requests' as before (the pages listen to both).
 CREATE FUNCTION notify_page_change() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('ivr_pages', NEW.expert_id::text);
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-
-CREATE FUNCTION notify_expert_page() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('ivr_pages', NEW.id::text);
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
@@ -107,12 +102,6 @@ CREATE TRIGGER experts_notify
           AND OLD.engaged IS NOT DISTINCT FROM NEW.engaged
           AND OLD.waiting_since IS NOT DISTINCT FROM NEW.waiting_since)
     EXECUTE FUNCTION notify_expert_change();
-CREATE TRIGGER experts_notify_page
-    AFTER UPDATE OF engaged, waiting_since ON experts
-    FOR EACH ROW
-    WHEN (OLD.engaged IS DISTINCT FROM NEW.engaged
-          OR OLD.waiting_since IS DISTINCT FROM NEW.waiting_since)
-    EXECUTE FUNCTION notify_expert_page();
 
 -- (5) The outbox's wake-up (0007) fired once per INSERT statement, even one inserting no row
 --     (a statement's CTE that queues an email only when something happened, such as

@@ -52,18 +52,23 @@ async def register(
 async def heartbeat(
     pool: asyncpg.Pool, engine_id: uuid.UUID, timeout: float, *, watched: list[int]
 ) -> None:
-    """Renew the lease, and note that the bridges of ``watched`` requests are up now."""
-    async with pool.acquire(timeout=timeout) as conn, conn.transaction():
-        await conn.execute(
-            "UPDATE engines SET heartbeat_at = now() WHERE id = $1", engine_id, timeout=timeout
-        )
-        if watched:
+    """Renew the lease, and note that the bridges of ``watched`` requests are up now: one
+    statement (no BEGIN/COMMIT round trips every few seconds)."""
+    async with pool.acquire(timeout=timeout) as conn:
+        if not watched:
             await conn.execute(
-                "UPDATE consultations SET seen_at = now()"
-                " WHERE request_id = ANY($1::bigint[]) AND bridge_end IS NULL",
-                watched,
-                timeout=timeout,
+                "UPDATE engines SET heartbeat_at = now() WHERE id = $1", engine_id, timeout=timeout
             )
+            return
+        await conn.execute(
+            # A data-modifying WITH runs whether or not the main statement reads it.
+            "WITH renewed AS (UPDATE engines SET heartbeat_at = now() WHERE id = $1)"
+            " UPDATE consultations SET seen_at = now()"
+            " WHERE request_id = ANY($2::bigint[]) AND bridge_end IS NULL",
+            engine_id,
+            watched,
+            timeout=timeout,
+        )
 
 
 async def stopped(pool: asyncpg.Pool, engine_id: uuid.UUID) -> None:
