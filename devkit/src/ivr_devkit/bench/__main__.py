@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the engine's side, no claim step, no report: for profiling the engine",
     )
+    p.add_argument(
+        "--no-pg-stats",
+        action="store_true",
+        help="--engine-only without pg_stat_statements (what PostgreSQL ran, which costs a"
+        " little CPU itself): for CPU figures comparable with a run of the full bench",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="logs and traces (build/bench/…)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="JSON and PNG here")
     return p
@@ -60,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=args.out.resolve(),
         quick=args.quick,
         engine_only=args.engine_only,
+        pg_stats=args.engine_only and not args.no_pg_stats,
     )
     log.configure("console", "warning")
     box = Sandbox()

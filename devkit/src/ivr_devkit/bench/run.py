@@ -72,6 +72,7 @@ class Options:
     out_dir: Path
     quick: bool
     engine_only: bool = False
+    pg_stats: bool = False  # what PostgreSQL ran, per consultation (pgstats.py)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Bench:
     async def engine_phase(self, rate: float) -> dict[str, Any]:
         assert self.engine is not None and self.http is not None and self.pool is not None
         engine, http, pool = self.engine, self.http, self.pool
-        profile = self.opts.engine_only and self.cluster_pid is not None
+        profile = self.opts.pg_stats and self.cluster_pid is not None
         if profile:
             quiet = await self._quiet_window()
             await pgstats.reset(pool)
@@ -366,7 +367,7 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
     opts.workdir.mkdir(parents=True, exist_ok=True)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     say(f"work directory (engine log, phone traces): {opts.workdir}")
-    cluster = ThrowawayCluster(statement_stats=opts.engine_only)
+    cluster = ThrowawayCluster(statement_stats=opts.pg_stats)
     phones = PhoneBook(opts.workdir / "phones")
     smtp = Controller(_Sink(), hostname="127.0.0.1", port=free_tcp_port())
     engines: Engines | None = None
@@ -378,7 +379,7 @@ async def run(opts: Options, info_up: Callable[[], tuple[SandboxInfo, int]]) -> 
         dsn = await _database(admin_dsn)
         pool = await connect_pool(dsn)
         await migrate(pool)
-        if opts.engine_only:
+        if opts.pg_stats:
             await pgstats.enable(pool)
         info, asterisk_pid = await asyncio.to_thread(info_up)
         bench = Bench(opts, info, asterisk_pid)
