@@ -127,6 +127,21 @@ async def phones(tmp_path: Path) -> AsyncIterator[PhoneBook]:
         await book.aclose()
 
 
+async def cel_logged(pool: asyncpg.Pool, channel_id: str, since: datetime) -> None:
+    """Wait until Asterisk's CEL has the channel's last row (CHAN_END): cel_pgsql writes from
+    a thread of its own, so its rows may land after ARI has reported the channel destroyed,
+    and after the engine has written what followed."""
+    await until(
+        lambda: pool.fetchval(
+            "SELECT count(*) FROM cel WHERE uniqueid = $1 AND event_at >= $2"
+            " AND eventtype = 'CHAN_END'",
+            channel_id,
+            since,
+        ),
+        lambda count: count > 0,
+    )
+
+
 class Harness:
     """One engine on the sandbox, plus helpers to talk to it and to Asterisk."""
 
@@ -343,11 +358,30 @@ class AriObserver:
         assert self._ready.is_set(), "the ARI observer did not connect in 10 s"
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and {"ChannelEnteredBridge", "ChannelLeftBridge"} <= self.types:
+            # Left as a test saw a consultation end (in PostgreSQL): Asterisk's events on this
+            # socket may come a little after the engine's, so wait (5 s at most; what is then
+            # missing fails the test's own assertions) until each channel that entered a
+            # bridge is seen leaving it.
+            for _ in range(250):
+                if not self._unleft():
+                    break
+                await asyncio.sleep(0.02)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._http.close()
+
+    def _unleft(self) -> set[tuple[str, str]]:
+        """(bridge, channel) pairs seen entering and not yet seen leaving."""
+
+        def pairs(kind: str) -> set[tuple[str, str]]:
+            return {
+                (e["bridge"]["id"], e["channel"]["id"]) for e in self.events if e["type"] == kind
+            }
+
+        return pairs("ChannelEnteredBridge") - pairs("ChannelLeftBridge")
 
     def of(self, kind: str, channel_id: str) -> list[dict[str, Any]]:
         return [
