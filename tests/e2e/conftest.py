@@ -235,7 +235,7 @@ class Harness:
 
 
 async def _hang_up_leftovers(info: SandboxInfo, session: aiohttp.ClientSession) -> None:
-    auth = {"Authorization": aiohttp.BasicAuth(info.ari_user, info.ari_password).encode()}
+    auth = {"Authorization": aiohttp.encode_basic_auth(info.ari_user, info.ari_password)}
     async with session.get(info.ari_url + "/channels", headers=auth) as resp:
         channels = await resp.json() if resp.status == 200 else []
     for channel in channels:
