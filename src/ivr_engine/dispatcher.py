@@ -221,7 +221,7 @@ class Dispatcher:
         self, request_id: int, flow: AcceptanceFlow | FanoutFlow, context: Mapping[str, object]
     ) -> None:
         structlog.contextvars.bind_contextvars(request_id=request_id, **context)
-        log.info("request.dialing_expert")
+        log.debug("request.dialing_expert")
         try:
             await flow.run()
         except asyncio.CancelledError:
