@@ -172,6 +172,7 @@ async def senders(pool: asyncpg.Pool) -> AsyncIterator[Callable[..., OutboxSende
             "backoff_base": 0.5,
             "backoff_cap": 2.0,
             "link_ttl": 600.0,
+            "wake_coalesce": 0.0,  # the tests' timings count from the poke
             **kw,
         }
         config = OutboxConfig(
@@ -448,7 +449,7 @@ async def test_emails_in_a_row_share_one_connection_closed_when_idle(
     pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
 ) -> None:
     server = await smtp().start()
-    sender = senders(server.port, session_idle=0.5, session_max_emails=3)
+    sender = senders(server.port, session_idle=0.5, session_max_emails=3, wake_coalesce=0.2)
     rows = [await add_row(pool, "consultation_earnings", EARNINGS) for _ in range(4)]
     sender.poke()
     await server.inbox.wait_for(4)
