@@ -242,6 +242,8 @@ async def test_earnings_email_is_sent_once_and_marked(
     assert message["Message-ID"] == f"<outbox-{row}@experts.example.org>"
     assert message["From"] == "Expert line <noreply@experts.example.org>"
     assert message["Date"] is not None and message["Auto-Submitted"] == "auto-generated"
+    # aiosmtpd announces 8BITMIME: the text goes as it is, not quoted-printable.
+    assert message["Content-Transfer-Encoding"] == "8bit"
     body = message.get_content()
     for amount in ("3,13 €", "4,50 €", "0,60 €", "0,77 €", "1,50 €/min", "180 s (3 min)"):
         assert amount in body, amount

@@ -99,6 +99,14 @@ class SmtpSession:
         )
         self._client, self._sent = client, 0
         await client.connect()
+        if client.is_ehlo_or_helo_needed:
+            # Greeted before the first email: its encoding depends on the server's 8BITMIME.
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
         return client
 
     async def quit(self) -> None:
