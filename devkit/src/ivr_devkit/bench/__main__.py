@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ivr_devkit.bench import claims
-from ivr_devkit.bench.run import Options, run
+from ivr_devkit.bench.run import Options, run, run_claims_only
 from ivr_devkit.sandbox import Sandbox, SandboxInfo, process
 from ivr_engine import log
 
@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the engine's side, no claim step, no report: for profiling the engine",
     )
+    p.add_argument(
+        "--claims-only",
+        action="store_true",
+        help="only the claim step (no sandbox, no lock): figures and plans as text",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="logs and traces (build/bench/…)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="JSON and PNG here")
     return p
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         engine_only=args.engine_only,
     )
     log.configure("console", "warning")
+    if args.claims_only:
+        return asyncio.run(run_claims_only(opts))
     box = Sandbox()
     box.cache_dir.mkdir(parents=True, exist_ok=True)
 
