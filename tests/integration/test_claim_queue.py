@@ -1,19 +1,20 @@
 """The claim's queue on a real PostgreSQL: the columns the triggers keep on each expert
 (``engaged``, ``waiting_since``: migrations 0012 and 0017) against what the requests say
-after every kind of move, and the order in which one long list is claimed (the index
-requests_waiting_order of migration 0017 against WAITING_ORDER written out in Python)."""
+after every kind of move, the order in which one long list is claimed (the index
+requests_waiting_order of migration 0017 against WAITING_ORDER written out in Python), and
+the dispatcher's one due-time statement against the three queries it stands for."""
 
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
 import pytest
 
 from ivr_engine.domain.requests import RequestState
-from ivr_engine.store import claims, people, waiting
+from ivr_engine.store import claims, expiry, offers, people, waiting, wake
 
 pytestmark = pytest.mark.integration
 S = RequestState
@@ -134,3 +135,34 @@ async def test_a_long_list_is_claimed_in_its_order(pool: asyncpg.Pool) -> None:
     assert claimed == expected
     due: datetime | None = await claims.next_due(pool)
     assert due is not None and due > await pool.fetchval("SELECT now()")
+
+
+async def _wake_is_the_earliest(pool: asyncpg.Pool, ttl_hours: float) -> datetime | None:
+    parts = [
+        await claims.next_due(pool),
+        await offers.next_due(pool),
+        await expiry.next_expiry(pool, ttl_hours),
+    ]
+    found = await wake.next_wake(pool, None, ttl_hours)
+    assert found == min((p for p in parts if p is not None), default=None)
+    return found
+
+
+async def test_one_wake_statement_is_the_earliest_of_the_three(pool: asyncpg.Pool) -> None:
+    assert await _wake_is_the_earliest(pool, 12) is None  # nothing waits: no timer
+    (expert,) = await _experts(pool, 1)
+    await pool.execute("UPDATE experts SET category = 'tarot'")
+    c1, c2 = await _clients(pool, 2)
+    later = await pool.fetchval("SELECT now() + interval '1 hour'")
+    own = await waiting.create(pool, expert, c1, not_before=later)
+    # The expert's own request, due in an hour, comes before its expiry in 12 hours ...
+    assert await _wake_is_the_earliest(pool, 12) == own.next_attempt_at
+    # ... and after an expiry in 36 seconds.
+    soon = await _wake_is_the_earliest(pool, 0.01)
+    assert soon is not None and soon == own.created_at + timedelta(seconds=36)
+    # A category request some free expert could take, due now, comes first.
+    cat = await offers.create(pool, "tarot", c2, None)
+    assert await _wake_is_the_earliest(pool, 12) == cat.next_attempt_at
+    await waiting.move(pool, own.id, S.WAITING, S.LOST, "gone")
+    await waiting.move(pool, cat.id, S.WAITING, S.LOST, "gone")
+    assert await _wake_is_the_earliest(pool, 12) is None
