@@ -18,7 +18,7 @@ S = RequestState
 BATCH = 100  # requests expired per statement; the dispatcher comes back for the rest
 
 
-def _expired_sql(ttl_seconds: float) -> str:
+def _expired_sql(seconds: float) -> str:
     """The oldest waiting requests past their time to live, locked. The statement runs on
     every pass of the dispatcher, so it has no parameters (the time to live is a setting,
     fixed for the process): with parameters PostgreSQL planned it afresh at every call
@@ -29,7 +29,7 @@ def _expired_sql(ttl_seconds: float) -> str:
         " FROM requests r JOIN clients c ON c.id = r.client_id"
         " LEFT JOIN experts e ON e.id = r.expert_id"
         " WHERE r.state = 'waiting'"
-        f" AND r.created_at <= now() - make_interval(secs => {float(ttl_seconds)!r})"
+        f" AND r.created_at <= now() - make_interval(secs => {float(seconds)!r})"
         f" ORDER BY r.created_at, r.id LIMIT {BATCH} FOR UPDATE OF r SKIP LOCKED"
     )
 

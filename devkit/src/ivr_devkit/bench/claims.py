@@ -1,5 +1,7 @@
 """The claim step: fill the waiting lists (up to 100,000 waiting requests across 10,000
-experts) and time ``claim_next`` and ``next_due`` at each size, with their query plans.
+experts) and time ``claim_next`` and the dispatcher's due-time statement (``next_due`` in
+the figures: store/wake.py, the claim queue's next due time, the category requests' and the
+next expiry in one statement) at each size, with their query plans.
 
 The lists are made to be hard: of every ten experts two are free, five are on a call (an
 active request), one is paused, one has switched the phone line off and one is marked
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ivr_devkit.bench.traces import percentile
-from ivr_engine.store import claims, connect_pool, migrate
+from ivr_engine.store import claims, connect_pool, migrate, wake
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ FILL_TIMEOUT = 300.0  # seconds for one statement of the fill (a busy 2-core mac
 # calls compile the triggers' functions, and PostgreSQL settles on a statement's generic
 # plan after its fifth execution.
 WARM_UP = 10
+TTL_HOURS = 12.0  # the default IVR_REQUEST_TTL_HOURS (the due-time statement's expiry part)
 
 _EXPERTS = """
 INSERT INTO experts (alias, phone, rate_per_minute, channel_phone, paused_until,
@@ -89,7 +92,7 @@ async def timed(pool: asyncpg.Pool, rounds: int) -> dict[str, float | int | None
             due_ms.clear()
             claimed = 0
         began = time.perf_counter()
-        await claims.next_due(pool)
+        await wake.next_wake(pool, None, TTL_HOURS)
         due_ms.append((time.perf_counter() - began) * 1000)
         began = time.perf_counter()
         job = await claims.claim_next(pool)
@@ -132,12 +135,12 @@ async def server_times(pool: asyncpg.Pool, rounds: int) -> dict[str, float | Non
 
 
 _EXPLAIN_CLAIM = "EXECUTE bench_claim(NULL)"
-_EXPLAIN_DUE = "EXECUTE bench_next_due(NULL)"
+_EXPLAIN_DUE = f"EXECUTE bench_next_due(NULL, {TTL_HOURS * 3600})"
 
 
 async def _prepare(conn: asyncpg.Connection) -> None:
     await conn.execute("PREPARE bench_claim(uuid) AS " + claims.CLAIM_SQL)
-    await conn.execute("PREPARE bench_next_due(uuid) AS " + claims.NEXT_DUE_SQL)
+    await conn.execute("PREPARE bench_next_due(uuid, float8) AS " + wake.NEXT_WAKE_SQL)
 
 
 async def _explain(conn: asyncpg.Connection, statement: str, options: str) -> object:
