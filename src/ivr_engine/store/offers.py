@@ -427,11 +427,15 @@ RETURNING r.id, r.attempts, r.category, r.client_id, c.alias AS client_alias,
 
 
 # When the earliest waiting category request some free expert could take is due (also a part
-# of the dispatcher's one due-time statement, store/wake.py).
+# of the dispatcher's one due-time statement, store/wake.py). The LIMIT keeps the test one
+# request at a time (stopping at the first expert who could take it): without it PostgreSQL
+# joined every waiting category request with every expert of its category at once (7 s with
+# 200 category requests and 10,000 experts).
 NEXT_DUE_SQL = f"""
 SELECT min(w.next_attempt_at) FROM requests w
 WHERE w.state = 'waiting' AND w.expert_id IS NULL
-  AND EXISTS ({_ELIGIBLE.format(request="w.id", active=_ACTIVE_ARRAY)})
+  AND EXISTS (SELECT 1 FROM ({_ELIGIBLE.format(request="w.id", active=_ACTIVE_ARRAY)}
+                             LIMIT 1) free)
 """
 
 _DELAY_SQL = f"""

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one rate, 20 s each side (~3 minutes)")
     p.add_argument("--rates", type=_rates, default=None, help="calls/s, e.g. 5,10,15,20")
     p.add_argument("--seconds", type=float, default=None, help="offering time per rate (30)")
-    p.add_argument("--claim-rounds", type=int, default=200, help="timed claims per size (200)")
+    p.add_argument("--claim-rounds", type=int, default=500, help="timed claims per size (500)")
     p.add_argument(
         "--engine-only",
         action="store_true",

@@ -82,15 +82,21 @@ async def fill(pool: asyncpg.Pool, size: Size) -> float:
 
 
 async def timed(pool: asyncpg.Pool, rounds: int) -> dict[str, float | int | None]:
-    """``rounds`` claims and next-due queries: p50/p99/max in milliseconds."""
+    """``rounds`` claims and next-due queries (and a ``SELECT 1`` each, the round trip
+    alone): p50/p99/max in milliseconds."""
     claim_ms: list[float] = []
     due_ms: list[float] = []
+    floor_ms: list[float] = []
     claimed = 0
     for n in range(WARM_UP + rounds):
         if n == WARM_UP:
             claim_ms.clear()
             due_ms.clear()
+            floor_ms.clear()
             claimed = 0
+        began = time.perf_counter()
+        await pool.fetchval("SELECT 1")
+        floor_ms.append((time.perf_counter() - began) * 1000)
         began = time.perf_counter()
         await wake.next_wake(pool, None, TTL_HOURS)
         due_ms.append((time.perf_counter() - began) * 1000)
@@ -108,6 +114,9 @@ async def timed(pool: asyncpg.Pool, rounds: int) -> dict[str, float | int | None
         "claim_max_ms": max(claim_ms, default=None),
         "next_due_p50_ms": percentile(due_ms, 50),
         "next_due_p99_ms": percentile(due_ms, 99),
+        # The round trip alone (this machine's floor for the two above): SELECT 1 the same way.
+        "select1_p50_ms": percentile(floor_ms, 50),
+        "select1_p99_ms": percentile(floor_ms, 99),
     }
 
 
