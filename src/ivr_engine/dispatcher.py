@@ -31,7 +31,7 @@ from ivr_engine.flows.acceptance import AcceptanceFlow
 from ivr_engine.flows.consultation import ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.fanout import FanoutFlow
-from ivr_engine.store import claims, consultations, expiry, offers, waiting
+from ivr_engine.store import claims, consultations, expiry, offers, waiting, wake
 from ivr_engine.store.retry import TRANSIENT, durably
 
 log = structlog.get_logger(__name__)
@@ -157,12 +157,10 @@ class Dispatcher:
                 # Experts' own waiting lists first, then the category requests (fan-outs).
                 while self._ready() and (fan := await self._claim_fanout()) is not None:
                     self._spawn_fanout(fan)
-                dues = [
-                    await claims.next_due(self.pool, self.engine_id),
-                    await offers.next_due(self.pool),
-                    await expiry.next_expiry(self.pool, self.deps.settings.request_ttl_hours),
-                ]
-                due = min((d for d in dues if d is not None), default=None)
+                # The next request due (either kind) or expiry: one statement, one round trip.
+                due = await wake.next_wake(
+                    self.pool, self.engine_id, self.deps.settings.request_ttl_hours
+                )
                 if due is not None:
                     timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             except RETRY_LATER as err:
