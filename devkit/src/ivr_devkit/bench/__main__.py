@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ivr_devkit.bench import claims
-from ivr_devkit.bench.run import Options, run
+from ivr_devkit.bench.run import Options, run, run_claims_only
 from ivr_devkit.sandbox import Sandbox, SandboxInfo, process
 from ivr_engine import log
 
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one rate, 20 s each side (~3 minutes)")
     p.add_argument("--rates", type=_rates, default=None, help="calls/s, e.g. 5,10,15,20")
     p.add_argument("--seconds", type=float, default=None, help="offering time per rate (30)")
-    p.add_argument("--claim-rounds", type=int, default=200, help="timed claims per size (200)")
+    p.add_argument("--claim-rounds", type=int, default=500, help="timed claims per size (500)")
     p.add_argument(
         "--engine-only",
         action="store_true",
@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--engine-only without pg_stat_statements (what PostgreSQL ran, which costs a"
         " little CPU itself): for CPU figures comparable with a run of the full bench",
+    )
+    p.add_argument(
+        "--claims-only",
+        action="store_true",
+        help="only the claim step (no sandbox, no lock): figures and plans as text",
     )
     p.add_argument("--workdir", type=Path, default=None, help="logs and traces (build/bench/…)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="JSON and PNG here")
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         pg_stats=args.engine_only and not args.no_pg_stats,
     )
     log.configure("console", "warning")
+    if args.claims_only:
+        return asyncio.run(run_claims_only(opts))
     box = Sandbox()
     box.cache_dir.mkdir(parents=True, exist_ok=True)
 
