@@ -35,6 +35,12 @@ PUT      /applications/{app}/eventFilter          {"allowed": [{"type": T}, ...]
                                                   types reach the app's sockets; 200, 400
 =======  ======================================  ==============================================
 
+REST over the event WebSocket (Asterisk 22.4+): a ``RESTRequest`` message on ``/events`` is
+run as the same HTTP request (so failures, delays and triggers apply to it too) and answered
+on the socket with a ``RESTResponse``, one request after the other as Asterisk does; its
+:class:`RestCall` says ``via="websocket"``. ``ignore_socket_requests()`` makes the fake an
+older Asterisk, which reads such messages and answers nothing.
+
 Events (only those the engine reacts to, with the fields its models read): ChannelStateChange,
 StasisStart (args), ChannelDtmfReceived, PlaybackStarted, PlaybackFinished,
 ChannelHangupRequest (cause, soft), ChannelEnteredBridge, ChannelLeftBridge, StasisEnd,
@@ -73,6 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, web
 
 # Q.850 causes as Asterisk names them (ast_cause2str).
@@ -212,6 +219,7 @@ class RestCall:
     params: dict[str, str]
     at: datetime
     status: int = 0
+    via: str = "http"  # or "websocket": a RESTRequest on the event socket
 
 
 @dataclass
@@ -484,6 +492,7 @@ def _no_content() -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_VIA_HEADER = "X-Fake-Ari-Via"  # set on the loopback HTTP request a RESTRequest becomes
 
 
 class FakeAri:
@@ -518,6 +527,8 @@ class FakeAri:
         self._triggers: list[_Trigger] = []
         self._delays: list[_Delay] = []
         self._refuse_websockets = False
+        self._ignore_socket_requests = False
+        self._loopback: aiohttp.ClientSession | None = None  # runs RESTRequests as HTTP
         self._runner: web.AppRunner | None = None
         self._names = itertools.count(1)
         self._changed = asyncio.Event()
@@ -558,11 +569,15 @@ class FakeAri:
         await site.start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
+        self._loopback = aiohttp.ClientSession()
 
     async def close(self) -> None:
         await self.drop_websockets()
         for channel in list(self.channels.values()):
             channel.vanish()
+        if self._loopback is not None:
+            await self._loopback.close()
+            self._loopback = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -624,6 +639,10 @@ class FakeAri:
         """While true, new event WebSockets are refused (503): events of the gap are lost."""
         self._refuse_websockets = refuse
 
+    def ignore_socket_requests(self, ignore: bool = True) -> None:
+        """Behave as an Asterisk older than 22.4: REST requests on the socket go unanswered."""
+        self._ignore_socket_requests = ignore
+
     def fail(self, method: str, path: str, *, status: int = 500, times: int | None = 1) -> None:
         """The next ``times`` REST calls to ``path`` (a glob: ``/channels/*/play/*``) answer
         ``status`` instead of being carried out."""
@@ -651,6 +670,9 @@ class FakeAri:
                 channel.vanish()
             self.bridges.clear()
             self.playbacks.clear()
+        if self._loopback is not None:
+            await self._loopback.close()
+            self._loopback = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -784,6 +806,7 @@ class FakeAri:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path.removeprefix("/ari")
         call = RestCall(request.method, path, dict(request.query), datetime.now(UTC))
+        call.via = request.headers.get(_VIA_HEADER, "http")
         if path != "/events":  # the WebSocket is counted in websocket_connections
             self.calls.append(call)
             self.bump()
@@ -848,14 +871,63 @@ class FakeAri:
         self.bump()
         pump = asyncio.create_task(self._pump(sub), name="fake-ari-pump")
         try:
-            async for _ in ws:
-                pass  # the engine sends nothing on this socket
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT and not self._ignore_socket_requests:
+                    # One at a time, in order, as Asterisk's session thread runs them.
+                    await self._socket_request(sub, request, msg.data)
         finally:
             self._subscribers.discard(sub)
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
             self.bump()
         return ws
+
+    async def _socket_request(self, sub: _Subscriber, upgrade: web.Request, text: str) -> None:
+        """Run one RESTRequest as the HTTP request it stands for; answer on the socket."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return  # Asterisk logs and drops what is not JSON
+        reply: dict[str, Any] = {
+            "type": "RESTResponse",
+            "transaction_id": message.get("transaction_id", ""),
+            "request_id": message.get("request_id", ""),
+            "uri": message.get("uri", ""),
+        }
+        if message.get("type") != "RESTRequest":
+            sub.queue.put_nowait(
+                json.dumps(
+                    reply
+                    | {
+                        "status_code": 400,
+                        "reason_phrase": "Bad request",
+                        "content_type": "application/json",
+                        "message_body": json.dumps({"message": "Unknown request type."}),
+                    }
+                )
+            )
+            return
+        assert self._loopback is not None
+        headers = {_VIA_HEADER: "websocket"}
+        if "Authorization" in upgrade.headers:
+            headers["Authorization"] = upgrade.headers["Authorization"]
+        params = [(q["name"], q["value"]) for q in message.get("query_strings", [])]
+        if "api_key" in upgrade.query:
+            params.append(("api_key", upgrade.query["api_key"]))
+        if message.get("content_type"):
+            headers["Content-Type"] = message["content_type"]
+        async with self._loopback.request(
+            message.get("method", "GET"),
+            f"{self.url}/{message.get('uri', '')}",
+            params=params,
+            data=message.get("message_body"),
+            headers=headers,
+        ) as resp:
+            body = await resp.text()
+            reply |= {"status_code": resp.status, "reason_phrase": resp.reason or ""}
+        if body:
+            reply |= {"content_type": "application/json", "message_body": body}
+        sub.queue.put_nowait(json.dumps(reply))
 
     @staticmethod
     async def _pump(sub: _Subscriber) -> None:
