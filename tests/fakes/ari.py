@@ -10,6 +10,7 @@ Faked, below ``/ari`` (basic auth, or ``api_key=user:password``, on every path):
 
 =======  ======================================  ==============================================
 GET      /events?app=...                          the event WebSocket (400 without ``app``)
+GET      /asterisk/ping                           200
 POST     /channels                                originate: endpoint, app, appArgs, channelId,
                                                   timeout, callerId; 200, 400, 409 (id in use),
                                                   500 ("Allocation failed": a refused originate)
@@ -36,7 +37,8 @@ PUT      /applications/{app}/eventFilter          {"allowed": [{"type": T}, ...]
 =======  ======================================  ==============================================
 
 REST over the event WebSocket (Asterisk 22.4+): a ``RESTRequest`` message on ``/events`` is
-run as the same HTTP request (so failures, delays and triggers apply to it too) and answered
+run through the same routes and middleware as HTTP (so failures, delays and triggers apply
+to it too) and answered
 on the socket with a ``RESTResponse``, one request after the other as Asterisk does; its
 :class:`RestCall` says ``via="websocket"``. ``ignore_socket_requests()`` makes the fake an
 older Asterisk, which reads such messages and answers nothing.
@@ -81,6 +83,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, web
+from aiohttp.test_utils import make_mocked_request
+from yarl import URL
 
 # Q.850 causes as Asterisk names them (ast_cause2str).
 NORMAL_CLEARING = 16
@@ -492,7 +496,9 @@ def _no_content() -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_VIA_HEADER = "X-Fake-Ari-Via"  # set on the loopback HTTP request a RESTRequest becomes
+_VIA_HEADER = "X-Fake-Ari-Via"  # set on the request a RESTRequest becomes
+# Its message_body (a mocked request has no payload).
+_BODY_KEY = web.RequestKey("fake_ari_socket_body", str)
 
 
 class FakeAri:
@@ -528,7 +534,7 @@ class FakeAri:
         self._delays: list[_Delay] = []
         self._refuse_websockets = False
         self._ignore_socket_requests = False
-        self._loopback: aiohttp.ClientSession | None = None  # runs RESTRequests as HTTP
+        self._app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._names = itertools.count(1)
         self._changed = asyncio.Event()
@@ -543,6 +549,7 @@ class FakeAri:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/ari/events", self._events)
+        r.add_get("/ari/asterisk/ping", self._ping)
         r.add_post("/ari/channels", self._originate)
         r.add_get("/ari/channels", self._list_channels)
         r.add_get("/ari/channels/{channel_id}", self._get_channel)
@@ -569,15 +576,12 @@ class FakeAri:
         await site.start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
-        self._loopback = aiohttp.ClientSession()
+        self._app = app
 
     async def close(self) -> None:
         await self.drop_websockets()
         for channel in list(self.channels.values()):
             channel.vanish()
-        if self._loopback is not None:
-            await self._loopback.close()
-            self._loopback = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -670,9 +674,6 @@ class FakeAri:
                 channel.vanish()
             self.bridges.clear()
             self.playbacks.clear()
-        if self._loopback is not None:
-            await self._loopback.close()
-            self._loopback = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -883,7 +884,8 @@ class FakeAri:
         return ws
 
     async def _socket_request(self, sub: _Subscriber, upgrade: web.Request, text: str) -> None:
-        """Run one RESTRequest as the HTTP request it stands for; answer on the socket."""
+        """Run one RESTRequest through the same routes and middleware as HTTP (in this task,
+        as Asterisk's session thread does); answer on the socket."""
         try:
             message = json.loads(text)
         except ValueError:
@@ -895,39 +897,39 @@ class FakeAri:
             "uri": message.get("uri", ""),
         }
         if message.get("type") != "RESTRequest":
-            sub.queue.put_nowait(
-                json.dumps(
-                    reply
-                    | {
-                        "status_code": 400,
-                        "reason_phrase": "Bad request",
-                        "content_type": "application/json",
-                        "message_body": json.dumps({"message": "Unknown request type."}),
-                    }
-                )
-            )
+            error = json.dumps({"message": "Unknown request type."})
+            reply |= {"status_code": 400, "reason_phrase": "Bad request"}
+            reply |= {"content_type": "application/json", "message_body": error}
+            await sub.ws.send_str(json.dumps(reply))
             return
-        assert self._loopback is not None
         headers = {_VIA_HEADER: "websocket"}
         if "Authorization" in upgrade.headers:
             headers["Authorization"] = upgrade.headers["Authorization"]
         params = [(q["name"], q["value"]) for q in message.get("query_strings", [])]
         if "api_key" in upgrade.query:
             params.append(("api_key", upgrade.query["api_key"]))
-        if message.get("content_type"):
-            headers["Content-Type"] = message["content_type"]
-        async with self._loopback.request(
-            message.get("method", "GET"),
-            f"{self.url}/{message.get('uri', '')}",
-            params=params,
-            data=message.get("message_body"),
-            headers=headers,
-        ) as resp:
-            body = await resp.text()
-            reply |= {"status_code": resp.status, "reason_phrase": resp.reason or ""}
+        url = URL.build(path=f"/ari/{message.get('uri', '')}").with_query(params)
+        method = str(message.get("method", "GET"))
+        assert self._app is not None
+        found = await self._app.router.resolve(make_mocked_request(method, str(url)))
+        request = make_mocked_request(
+            method, str(url), headers=headers, match_info=dict(found), app=self._app
+        )
+        request[_BODY_KEY] = message.get("message_body") or ""
+        try:
+            response = await self._middleware(request, found.handler)
+            status, reason = response.status, response.reason
+            body = response.text if isinstance(response, web.Response) else None
+        except web.HTTPException as exc:  # no such route (404), method not allowed (405)
+            status, reason = exc.status, exc.reason
+            body = json.dumps({"message": "Resource not found"})
+        reply |= {"status_code": status, "reason_phrase": reason}
         if body:
             reply |= {"content_type": "application/json", "message_body": body}
-        sub.queue.put_nowait(json.dumps(reply))
+        try:
+            await sub.ws.send_str(json.dumps(reply))
+        except (ConnectionError, RuntimeError):
+            pass  # the socket went meanwhile: the reply is lost, as with Asterisk
 
     @staticmethod
     async def _pump(sub: _Subscriber) -> None:
@@ -937,6 +939,11 @@ class FakeAri:
                 await sub.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"asterisk_id": "fa:ke:00:00:00:01", "ping": "pong", "timestamp": ari_time()}
+        )
 
     # -- channels ----------------------------------------------------------------------------
     async def _originate(self, request: web.Request) -> web.Response:
@@ -1137,7 +1144,7 @@ class FakeAri:
 
     async def _event_filter(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = json.loads(request[_BODY_KEY]) if _BODY_KEY in request else await request.json()
             allowed = {str(item["type"]) for item in body.get("allowed", [])}
         except (ValueError, KeyError, TypeError, AttributeError):
             return _error(400, "Invalid event filter")
