@@ -22,25 +22,25 @@ def _originate(channel_id: str) -> dict[str, object]:
 
 
 async def _client(fake: FakeAri, **kwargs: float | bool) -> AriClient:
+    """A started client whose first socket is set up (probe passed or not, hooks run)."""
     client = AriClient(fake.url, ARI_USER, ARI_PASSWORD, APP, **kwargs)  # type: ignore[arg-type]
     client.only_events(["StasisStart", "ChannelDestroyed"])
+    set_up = asyncio.Event()
+
+    async def hook() -> None:
+        set_up.set()
+
+    client.on_connected(hook)  # hooks run once the transport is chosen
     await client.start()
-    await client.wait_connected(5)
+    await asyncio.wait_for(set_up.wait(), 5)
     return client
-
-
-async def _on_socket(client: AriClient) -> None:
-    """Wait for the probe of the socket to have passed."""
-    async with asyncio.timeout(5):
-        while client.transport != "websocket":
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
 async def socket_ari(fake_ari: FakeAri) -> AsyncIterator[AriClient]:
     client = await _client(fake_ari)
     try:
-        await _on_socket(client)
+        assert client.transport == "websocket"
         yield client
     finally:
         await client.close()
@@ -141,7 +141,7 @@ async def test_socket_back_requests_go_on_it_again(
 ) -> None:
     await fake_ari.drop_websockets()
     await asyncio.wait_for(socket_ari.next_reconnection(), 5)
-    await _on_socket(socket_ari)
+    assert socket_ari.transport == "websocket"
     await socket_ari.request("GET", "/channels")
     assert fake_ari.calls[-1].via == "websocket"
 
