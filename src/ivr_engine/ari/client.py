@@ -260,7 +260,10 @@ class AriClient:
                                 break
                     finally:
                         self._drop_socket("the event WebSocket closed")
-                await setup
+                try:
+                    await setup
+                except Exception:  # its parts log their own failures: this is a bug
+                    log.exception("ari.setup_failed")
             except asyncio.CancelledError:
                 self._drop_socket("the ARI client is closing")
                 if setup is not None:
