@@ -21,11 +21,33 @@ log = structlog.get_logger(__name__)
 RestartHook = Callable[[], Awaitable[None]]
 
 
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager, closable for good: once closed, the retry it has already
+    scheduled (``loop.call_later(..., self.connect)``, no handle kept) does nothing, and a
+    connection still being made when it closed is dropped as soon as it is made."""
+
+    closed = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closed:
+            return None
+        return super().connect(*args, **kwargs)
+
+    def connection_made(self, f: Any) -> None:
+        super().connection_made(f)
+        if self.closed:
+            super().close()
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
 class AmiMonitor:
     def __init__(
         self, host: str, port: int, user: str, secret: str, *, interval: float = 10.0
     ) -> None:
-        self._manager = Manager(
+        self._manager = _Manager(
             host=host,
             port=port,
             username=user,

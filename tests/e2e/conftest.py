@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -30,6 +30,29 @@ from ivr_engine.store import connect_pool, migrate
 from ivr_engine.transcript import transcript
 
 API_TOKEN = "e2e-token"
+T = TypeVar("T")
+
+
+async def until(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float = 10,
+    interval: float = 0.1,
+) -> T:
+    """``probe()`` again and again until ``done`` accepts its value, which is returned; an
+    AssertionError with the last value after ``timeout`` seconds. For what the engine (or
+    Asterisk) writes a little after the event a test waited for: a phone sees its BYE, or a
+    request reaches its final state, a few milliseconds before the rows that follow it are
+    written (an attempt's outcome, an offer's end, a sent email, a CEL row, a bridge gone)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        assert loop.time() < deadline, f"still {value!r} after {timeout} s"
+        await asyncio.sleep(interval)
 
 
 # Asterisk's Channel Event Logging goes to a database of the session's cluster, shared by
@@ -102,6 +125,21 @@ async def phones(tmp_path: Path) -> AsyncIterator[PhoneBook]:
         yield book
     finally:
         await book.aclose()
+
+
+async def cel_logged(pool: asyncpg.Pool, channel_id: str, since: datetime) -> None:
+    """Wait until Asterisk's CEL has the channel's last row (CHAN_END): cel_pgsql writes from
+    a thread of its own, so its rows may land after ARI has reported the channel destroyed,
+    and after the engine has written what followed."""
+    await until(
+        lambda: pool.fetchval(
+            "SELECT count(*) FROM cel WHERE uniqueid = $1 AND event_at >= $2"
+            " AND eventtype = 'CHAN_END'",
+            channel_id,
+            since,
+        ),
+        lambda count: count > 0,
+    )
 
 
 class Harness:
@@ -179,6 +217,15 @@ class Harness:
     async def ari(self, path: str) -> Any:
         return await self.engine.ari.request("GET", path)
 
+    async def attempts_ended(self, request_id: int, count: int, timeout: float = 10) -> list[Any]:
+        """The request's ``count`` call attempts once each has its end written: a phone hears
+        the hang-up before the engine records the attempt's outcome."""
+        return await until(
+            lambda: self.attempts(request_id),
+            lambda rows: len(rows) >= count and all(r["ended_at"] is not None for r in rows),
+            timeout=timeout,
+        )
+
     async def attempts(self, request_id: int) -> list[Any]:
         return list(
             await self.pool.fetch(
@@ -188,16 +235,16 @@ class Harness:
 
 
 async def _hang_up_leftovers(info: SandboxInfo, session: aiohttp.ClientSession) -> None:
-    auth = aiohttp.BasicAuth(info.ari_user, info.ari_password)
-    async with session.get(info.ari_url + "/channels", auth=auth) as resp:
+    auth = {"Authorization": aiohttp.encode_basic_auth(info.ari_user, info.ari_password)}
+    async with session.get(info.ari_url + "/channels", headers=auth) as resp:
         channels = await resp.json() if resp.status == 200 else []
     for channel in channels:
-        async with session.delete(info.ari_url + f"/channels/{channel['id']}", auth=auth):
+        async with session.delete(info.ari_url + f"/channels/{channel['id']}", headers=auth):
             pass
-    async with session.get(info.ari_url + "/bridges", auth=auth) as resp:
+    async with session.get(info.ari_url + "/bridges", headers=auth) as resp:
         bridges = await resp.json() if resp.status == 200 else []
     for bridge in bridges:
-        async with session.delete(info.ari_url + f"/bridges/{bridge['id']}", auth=auth):
+        async with session.delete(info.ari_url + f"/bridges/{bridge['id']}", headers=auth):
             pass
 
 
@@ -311,11 +358,30 @@ class AriObserver:
         assert self._ready.is_set(), "the ARI observer did not connect in 10 s"
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and {"ChannelEnteredBridge", "ChannelLeftBridge"} <= self.types:
+            # Left as a test saw a consultation end (in PostgreSQL): Asterisk's events on this
+            # socket may come a little after the engine's, so wait (5 s at most; what is then
+            # missing fails the test's own assertions) until each channel that entered a
+            # bridge is seen leaving it.
+            for _ in range(250):
+                if not self._unleft():
+                    break
+                await asyncio.sleep(0.02)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._http.close()
+
+    def _unleft(self) -> set[tuple[str, str]]:
+        """(bridge, channel) pairs seen entering and not yet seen leaving."""
+
+        def pairs(kind: str) -> set[tuple[str, str]]:
+            return {
+                (e["bridge"]["id"], e["channel"]["id"]) for e in self.events if e["type"] == kind
+            }
+
+        return pairs("ChannelEnteredBridge") - pairs("ChannelLeftBridge")
 
     def of(self, kind: str, channel_id: str) -> list[dict[str, Any]]:
         return [

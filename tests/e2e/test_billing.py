@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 
 from ivr_devkit.simphones import PhoneBook, answer
 
-from .conftest import Harness, observing
+from .conftest import Harness, observing, until
 
 pytestmark = pytest.mark.e2e
 
@@ -88,8 +88,12 @@ async def test_bridged_call_is_billed_and_expert_is_emailed(
     assert mail["To"] == "anna@example.org"
     body = mail.get_payload(decode=True).decode() if not mail.is_multipart() else str(mail)
     assert bill["earnings"] in body or bill["earnings"].replace(".", ",") in body
-    sent = await h.pool.fetchval(
-        "SELECT count(*) FROM outbox_emails WHERE kind = 'consultation_earnings'"
-        " AND sent_at IS NOT NULL"
+    # Marked sent once the SMTP server has acknowledged the message, after it arrived.
+    sent = await until(
+        lambda: h.pool.fetchval(
+            "SELECT count(*) FROM outbox_emails WHERE kind = 'consultation_earnings'"
+            " AND sent_at IS NOT NULL"
+        ),
+        lambda count: count >= 1,
     )
     assert sent == 1

@@ -15,7 +15,7 @@ import pytest
 
 from ivr_devkit.simphones import HELLO, PhoneBook, PhoneResult, answer, busy, no_answer
 
-from .conftest import Harness
+from .conftest import Harness, until
 
 pytestmark = pytest.mark.e2e
 
@@ -83,9 +83,11 @@ async def test_expert_accepts_and_client_hangs_up_first(
     assert (e["leg"], e["purpose"], e["dtmf"], e["choice"]) == ("expert", "offer", "1", "1")
     assert (k["leg"], k["purpose"], k["outcome"]) == ("client", "connect", "completed")
     assert e["answered_at"] is not None and k["answered_at"] is not None
-    # Nothing left behind in Asterisk.
-    assert await h.ari("/bridges") == []
-    assert [ch for ch in await h.ari("/channels") if ch["id"].startswith("ivr-")] == []
+    # Nothing left behind in Asterisk (the bridge goes once the bill is written).
+    assert await until(lambda: h.ari("/bridges"), lambda bridges: bridges == []) == []
+    await until(
+        lambda: h.ari("/channels"), lambda chs: all(not c["id"].startswith("ivr-") for c in chs)
+    )
 
 
 async def test_expert_refuses_and_client_is_told(harness: StartHarness, phones: PhoneBook) -> None:
@@ -98,7 +100,8 @@ async def test_expert_refuses_and_client_is_told(harness: StartHarness, phones: 
     assert (await expert.finished(20)).ok
     result = await client.finished(30)
     assert result.ok and "BYE" in result.received  # the engine told the client, then hung up
-    e, k = await h.attempts(request_id)
+    # The client's attempt is recorded once Asterisk has confirmed its hang-up.
+    e, k = await h.attempts_ended(request_id, 2)
     assert (e["choice"], e["outcome"]) == ("3", "refused")
     assert (k["purpose"], k["outcome"]) == ("notify_refused", "told_declined")
     assert await h.pool.fetchval("SELECT count(*) FROM consultations") == 0
@@ -153,7 +156,18 @@ async def test_expert_no_answer_then_retry(harness: StartHarness, phones: PhoneB
 
     result = await first.finished(30)
     assert "CANCEL" in result.received  # Asterisk gave up ringing after the ring timeout
-    await h.wait_state(request_id, "waiting")
+    # The retry comes IVR_RETRY_DELAY (2 s) after the missed call: the phone that answers it
+    # is started first, the checks of the missed call follow.
+    await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1000))
+    # Back in the list (the request may already be rung again).
+    await until(
+        lambda: h.pool.fetchval(
+            "SELECT count(*) FROM request_events WHERE request_id = $1"
+            " AND from_state = 'ringing_expert' AND to_state = 'waiting'",
+            request_id,
+        ),
+        lambda moves: moves >= 1,
+    )
     missed = (await h.attempts(request_id))[0]
     assert missed["outcome"] == "no_answer" and missed["answered_at"] is None
     outbox = await h.pool.fetch("SELECT kind, to_address FROM outbox_emails")
@@ -161,7 +175,6 @@ async def test_expert_no_answer_then_retry(harness: StartHarness, phones: PhoneB
         ("expert_missed_call", "anna@example.org")
     ]
 
-    await phones.replace(EXPERT, answer("1", dtmf_delay_ms=1000))
     assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
     view = await h.pool.fetchrow("SELECT attempts FROM requests WHERE id = $1", request_id)
     assert view["attempts"] == 2
@@ -206,7 +219,8 @@ async def test_client_leaves_while_expert_rings(harness: StartHarness, phones: P
     status, body = await h.api("DELETE", f"/api/v1/requests/{request_id}")
     assert status == 200 and body["state"] == "lost" and body["end_reason"] == "client_left"
     assert "CANCEL" in (await expert.finished(10)).received  # the ringing stopped at once
-    a = (await h.attempts(request_id))[0]
+    # The flow's clean-up records the cancelled call once Asterisk confirmed its end.
+    a = (await h.attempts_ended(request_id, 1))[0]
     assert a["outcome"] == "cancelled"
 
 

@@ -22,7 +22,7 @@ from ivr_devkit.simphones import HELLO, PhoneBook, answer
 from ivr_engine.ari.models import parse_ari_time
 from ivr_engine.store import cel
 
-from .conftest import CEL_ROLE, AriObserver, Harness
+from .conftest import CEL_ROLE, AriObserver, Harness, cel_logged
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,7 @@ async def test_cel_bridge_end_matches_the_engine_and_the_phones(
     expert_id, client_id = c["expert_channel_id"], c["client_channel_id"]
 
     # Asterisk logged the client's channel under the id the engine chose, start to end.
+    await cel_logged(cel_pool, client_id, since)
     rows = await _cel_rows(cel_pool, client_id, since)
     kinds = [r["eventtype"] for r in rows]
     assert kinds == ["CHAN_START", "ANSWER", "BRIDGE_ENTER", "BRIDGE_EXIT", "HANGUP", "CHAN_END"]

@@ -11,7 +11,7 @@ import pytest
 
 from ivr_devkit.simphones import PhoneBook, answer, busy
 
-from .conftest import AriObserver, Harness
+from .conftest import AriObserver, Harness, until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,12 +63,17 @@ async def test_two_experts_press_1_ms_apart_one_wins_the_others_are_told_and_rel
 
     winner = await h.pool.fetchval("SELECT expert_id FROM requests WHERE id = $1", request_id)
     assert winner in experts[:2]
-    offered = await h.pool.fetch(
-        "SELECT o.expert_id, o.state, a.channel_id FROM offers o"
-        " JOIN call_attempts a ON a.request_id = o.request_id AND a.leg = 'expert'"
-        " AND a.dial_string LIKE '%' || (SELECT phone FROM experts WHERE id = o.expert_id) || '%'"
-        " WHERE o.request_id = $1",
-        request_id,
+    # A loser's offer ends once Asterisk confirmed its hang-up, which may come after the
+    # winner's consultation completed and after its phone saw the BYE.
+    offered = await until(
+        lambda: h.pool.fetch(
+            "SELECT o.expert_id, o.state, a.channel_id FROM offers o"
+            " JOIN call_attempts a ON a.request_id = o.request_id AND a.leg = 'expert'"
+            " AND a.dial_string LIKE '%' || (SELECT phone FROM experts WHERE id = o.expert_id)"
+            " || '%' WHERE o.request_id = $1",
+            request_id,
+        ),
+        lambda rows: all(r["state"] != "ringing" for r in rows),
     )
     assert sorted(r["state"] for r in offered) == ["taken", "taken", "won"]
     for row in offered:
@@ -82,7 +87,7 @@ async def test_two_experts_press_1_ms_apart_one_wins_the_others_are_told_and_rel
         await h.pool.fetchval("SELECT count(*) FROM experts WHERE unreachable_until IS NOT NULL")
         == 0
     )
-    assert await h.ari("/channels") == []
+    assert await until(lambda: h.ari("/channels"), lambda channels: channels == []) == []
 
 
 async def test_every_expert_refuses_then_a_request_expires(

@@ -24,7 +24,7 @@ from ivr_engine.domain.media import (
 )
 from ivr_engine.store import cel
 
-from .conftest import AriObserver, Harness
+from .conftest import AriObserver, Harness, cel_logged
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +54,10 @@ async def test_a_silent_leg_is_hung_up_by_asterisk_with_cause_44(
         request_id = await h.request(await h.expert(EXPERT, ivr=False), CLIENT)
         assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
         phone = await client.finished(20)
+        # The observer's own socket may deliver Asterisk's events after the engine's did.
+        legs = {a["leg"]: a["channel_id"] for a in await h.attempts(request_id)}
+        await ari.wait_for("ChannelDestroyed", legs["client"])
+        await ari.wait_for("ChannelHangupRequest", legs["expert"])
 
     # Asterisk hung the phone up; the phone never did.
     assert phone.ok, phone
@@ -86,6 +90,7 @@ async def test_a_silent_leg_is_hung_up_by_asterisk_with_cause_44(
 
     # CEL has the cause too, and the hangup time tells when the media stopped.
     since = attempts[0]["started_at"]
+    await cel_logged(cel_pool, client_id, since)
     end = await cel.channel_end(cel_pool, client_id, since)
     assert end is not None and end.cause == RTP_TIMEOUT_CAUSE
     (ack,) = [m for m in phone.messages if m.direction == "received" and m.kind == "ACK"]

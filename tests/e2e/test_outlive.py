@@ -17,7 +17,7 @@ from ivr_devkit.faults.engines import EngineProcess
 from ivr_devkit.sandbox import SandboxInfo
 from ivr_devkit.simphones import PhoneBook, answer, no_answer
 
-from .conftest import Harness, observing
+from .conftest import Harness, observing, until
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +126,9 @@ async def test_sigterm_leaves_the_consultation_up_and_the_next_engine_bills_it(
     attempts = await second.attempts(request_id)
     assert [a["outcome"] for a in attempts] == ["completed", "completed"]
     assert all(a["ended_at"] is not None for a in attempts)
-    assert await ari_get(sandbox, f"/bridges/ivr-{request_id}-bridge") is None
+    # The bridge is destroyed once the bill is written.
+    path = f"/bridges/ivr-{request_id}-bridge"
+    assert await until(lambda: ari_get(sandbox, path), lambda bridge: bridge is None) is None
 
 
 async def test_kill9_while_bridged_the_next_engine_adopts_after_the_lease(

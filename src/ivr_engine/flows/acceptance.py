@@ -207,11 +207,14 @@ class AcceptanceFlow(CallLegs):
         await self._move(S.RINGING_CLIENT, S.LOST, "client_hung_up")
 
     async def _expert_left(self, expert: Leg, client: Leg) -> None:
+        """The expert hung up after accepting, before the bridge: the client is told, then the
+        request is lost. The final state is written last, once the client is off the line, so
+        the dispatcher never rings them for another request while they still hear this one."""
         await expert.destroyed(timeout=HANGUP_BUDGET)
-        await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
         await self._end_attempt(expert, "hung_up_before_bridge", choice="1")
         await self._say_and_hangup(client, Prompt.CLIENT_EXPERT_DECLINED)
         await self._end_attempt(client, "expert_hung_up_before_bridge")
+        await self._move(S.RINGING_CLIENT, S.LOST, "expert_hung_up")
 
     async def _bridge(self, expert: Leg, client: Leg) -> None:
         job = self.job
