@@ -39,7 +39,8 @@ PUT      /applications/{app}/eventFilter          {"allowed": [{"type": T}, ...]
 REST over the event WebSocket (Asterisk 22.4+): a ``RESTRequest`` message on ``/events`` is
 run through the same routes and middleware as HTTP (so failures, delays and triggers apply
 to it too) and answered
-on the socket with a ``RESTResponse``, one request after the other as Asterisk does; its
+on the socket with a ``RESTResponse`` (unless the application's event filter leaves that type
+out: Asterisk filters replies like events), one request after the other as Asterisk does; its
 :class:`RestCall` says ``via="websocket"``. ``ignore_socket_requests()`` makes the fake an
 older Asterisk, which reads such messages and answers nothing.
 
@@ -926,6 +927,8 @@ class FakeAri:
         reply |= {"status_code": status, "reason_phrase": reason}
         if body:
             reply |= {"content_type": "application/json", "message_body": body}
+        if not self._wants(sub.app, "RESTResponse"):
+            return  # Asterisk passes replies through the application's event filter too
         try:
             await sub.ws.send_str(json.dumps(reply))
         except (ConnectionError, RuntimeError):

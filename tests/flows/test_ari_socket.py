@@ -53,7 +53,7 @@ async def test_requests_and_their_errors_travel_on_the_socket(
     # The probe was the event filter itself, on the socket.
     (probe,) = fake_ari.requests("PUT", f"/applications/{APP}/eventFilter")
     assert probe.via == "websocket"
-    assert fake_ari.event_filters[APP] == {"StasisStart", "ChannelDestroyed"}
+    assert fake_ari.event_filters[APP] == {"StasisStart", "ChannelDestroyed", "RESTResponse"}
 
     channel = await socket_ari.request("POST", "/channels", params=_originate("c-1"))
     assert channel["id"] == "c-1"
@@ -154,7 +154,7 @@ async def test_an_asterisk_without_requests_on_the_socket_gets_http(fake_ari: Fa
             lambda: len(fake_ari.requests("PUT", f"/applications/{APP}/eventFilter")) == 1,
             what="the event filter over HTTP",
         )
-        assert fake_ari.event_filters[APP] == {"StasisStart", "ChannelDestroyed"}
+        assert fake_ari.event_filters[APP] == {"StasisStart", "ChannelDestroyed", "RESTResponse"}
         assert client.transport == "http"
         assert await client.request("GET", "/channels") == []
         assert [c.via for c in fake_ari.calls] == ["http", "http"]
@@ -195,3 +195,21 @@ async def test_events_of_the_hooks_time_wait_for_them_then_arrive_in_order(
     assert seen_in_hook == [before]  # nothing delivered while the hook ran
     assert raw_ari.types()[before:] == ["ChannelStateChange", "ChannelStateChange", "StasisStart"]
     assert fake_ari.requests("POST", "/channels")[0].via == "websocket"
+
+
+async def test_the_filter_lets_the_replies_through_even_over_an_older_one(
+    fake_ari: FakeAri,
+) -> None:
+    # Asterisk passes replies through the application's event filter, set here by the
+    # probe itself before its reply goes out; an older engine's filter is replaced.
+    fake_ari.event_filters[APP] = {"StasisStart"}
+    client = await _client(fake_ari, probe_timeout=0.5)
+    try:
+        assert client.transport == "websocket"
+        (put,) = fake_ari.requests("PUT", f"/applications/{APP}/eventFilter")
+        assert put.via == "websocket"
+        assert fake_ari.event_filters[APP] == {"StasisStart", "ChannelDestroyed", "RESTResponse"}
+        assert await client.request("GET", "/channels") == []
+        assert fake_ari.calls[-1].via == "websocket"
+    finally:
+        await client.close()

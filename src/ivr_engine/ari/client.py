@@ -307,8 +307,11 @@ class AriClient:
 
     def _filter_request(self) -> tuple[str, str, dict[str, Any] | None]:
         if self._wanted is None:
-            return "GET", "/asterisk/ping", None
-        body = {"allowed": [{"type": name} for name in self._wanted]}
+            return PING
+        # Asterisk passes the replies to requests on the socket through the same filter
+        # (ari_websocket_send_event): without their type they would be dropped.
+        allowed = sorted({*self._wanted, RESPONSE_TYPE})
+        body = {"allowed": [{"type": name} for name in allowed]}
         return "PUT", f"/applications/{self.app}/eventFilter", body
 
     async def _probe(self, socket: SocketRequests) -> bool:
@@ -323,7 +326,8 @@ class AriClient:
             return False
         if _refused_request(reply):
             log.info("ari.rest_over_websocket_off", reason=reply.body[:200])
-            await self._filter_events()
+            if body is not None:
+                await self._filter_events()
             return False
         if body is not None and reply.status >= 300:
             # An Asterisk without event filters sends everything: slower, not wrong.
@@ -382,6 +386,9 @@ class AriClient:
                 handler(event)
             except Exception:
                 log.exception("ari.handler_failed", event_type=event.type)
+
+
+PING: tuple[str, str, None] = ("GET", "/asterisk/ping", None)
 
 
 def _result(method: str, path: str, status: int, text: str) -> Any:
