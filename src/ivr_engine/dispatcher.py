@@ -31,7 +31,7 @@ from ivr_engine.flows.acceptance import AcceptanceFlow
 from ivr_engine.flows.consultation import ConsultationWatch
 from ivr_engine.flows.deps import FlowDeps
 from ivr_engine.flows.fanout import FanoutFlow
-from ivr_engine.store import claims, consultations, expiry, offers, waiting
+from ivr_engine.store import claims, consultations, expiry, offers, waiting, wake
 from ivr_engine.store.retry import TRANSIENT, durably
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,10 @@ IDLE_POLL = 30.0  # seconds; a safety net, the dispatcher is normally woken by N
 # and a burst of them (one consultation makes about five) then costs one claim and one
 # next-due query instead of one pair each. A request is rung at most this much later.
 WAKE_COALESCE = 0.02  # seconds
+# Under load the wake-ups never stop (about 15 a second at 5 consultations a second, each
+# pass seven statements): passes start at most this often, so a busy engine looks about once
+# per consultation. An engine that was quiet still looks WAKE_COALESCE after a wake-up.
+MIN_PASS_INTERVAL = 0.2  # seconds
 RETRY_LATER: tuple[type[BaseException], ...] = (IvrError, *TRANSIENT)
 STORE_ERROR_PAUSE = 1.0  # seconds before looking again after PostgreSQL failed a claim
 MAX_INTERRUPTIONS = 3  # engine-side failures of one request before it is marked failed
@@ -137,8 +141,10 @@ class Dispatcher:
         return flow is not None and flow.detached
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closing:
             self._wake.clear()
+            started = loop.time()
             if not self._ready():
                 # Asterisk is away: requests wait in the database, nothing is dialled.
                 await _wait_event(self._wake, 1.0)
@@ -151,12 +157,10 @@ class Dispatcher:
                 # Experts' own waiting lists first, then the category requests (fan-outs).
                 while self._ready() and (fan := await self._claim_fanout()) is not None:
                     self._spawn_fanout(fan)
-                dues = [
-                    await claims.next_due(self.pool, self.engine_id),
-                    await offers.next_due(self.pool),
-                    await expiry.next_expiry(self.pool, self.deps.settings.request_ttl_hours),
-                ]
-                due = min((d for d in dues if d is not None), default=None)
+                # The next request due (either kind) or expiry: one statement, one round trip.
+                due = await wake.next_wake(
+                    self.pool, self.engine_id, self.deps.settings.request_ttl_hours
+                )
                 if due is not None:
                     timeout = max(0.05, min(IDLE_POLL, (due - datetime.now(UTC)).total_seconds()))
             except RETRY_LATER as err:
@@ -165,7 +169,7 @@ class Dispatcher:
                 timeout = STORE_ERROR_PAUSE
             self.idle.set() if not self.tasks else self.idle.clear()
             if await _wait_event(self._wake, timeout):
-                await asyncio.sleep(WAKE_COALESCE)
+                await asyncio.sleep(max(WAKE_COALESCE, started + MIN_PASS_INTERVAL - loop.time()))
 
     async def _claim(self) -> Job | None:
         return await claims.claim_next(self.pool, self.engine_id)
@@ -221,7 +225,7 @@ class Dispatcher:
         self, request_id: int, flow: AcceptanceFlow | FanoutFlow, context: Mapping[str, object]
     ) -> None:
         structlog.contextvars.bind_contextvars(request_id=request_id, **context)
-        log.info("request.dialing_expert")
+        log.debug("request.dialing_expert")
         try:
             await flow.run()
         except asyncio.CancelledError:

@@ -32,7 +32,9 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        # Each module's logger is built once, at its first line: without it every call
+        # (a filtered debug one too) rebuilds the bound logger. Configure before logging.
+        cache_logger_on_first_use=True,
     )
     _route_stdlib(shared, renderer, numeric)
 

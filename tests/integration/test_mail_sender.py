@@ -52,6 +52,7 @@ class Received:
     rcpt_tos: list[str]
     message: EmailMessage
     at: float  # the test loop's clock
+    peer: tuple[str, int]  # the client's end of the connection that carried it
 
 
 class Inbox:
@@ -67,14 +68,16 @@ class Inbox:
         raw = envelope.content.replace(b"\r\n", b"\n")
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        item = (envelope.mail_from, list(envelope.rcpt_tos), message)
+        item = (envelope.mail_from, list(envelope.rcpt_tos), message, tuple(session.peer))
         # Queued on the test's loop before the 250 reaches the client: by the time the
         # sender sees the message accepted, the test can see it too.
         self.loop.call_soon_threadsafe(self._append, *item)
         return "250 OK"
 
-    def _append(self, mail_from: str, rcpt_tos: list[str], message: EmailMessage) -> None:
-        self.received.append(Received(mail_from, rcpt_tos, message, self.loop.time()))
+    def _append(
+        self, mail_from: str, rcpt_tos: list[str], message: EmailMessage, peer: tuple[str, int]
+    ) -> None:
+        self.received.append(Received(mail_from, rcpt_tos, message, self.loop.time(), peer))
         self._arrived.set()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
@@ -90,10 +93,31 @@ class Inbox:
                 await self._arrived.wait()
 
 
+class ClosingAfterOne(Inbox):
+    """Answers 421 (closing) to the second email of a connection, as a relay whose limit
+    of emails per connection, or idle timeout, has run out."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.refused = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        count = getattr(session, "emails", 0) + 1
+        session.emails = count
+        if count > 1:
+            self.refused += 1
+            return "421 too many messages on this connection, closing"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+
 class SmtpServer:
-    def __init__(self, port: int, **controller_options: Any) -> None:
+    def __init__(self, port: int, inbox: type[Inbox] = Inbox, **controller_options: Any) -> None:
         self.port = port
-        self.inbox = Inbox(asyncio.get_running_loop())
+        self.inbox = inbox(asyncio.get_running_loop())
         self._controller = Controller(
             self.inbox, hostname="127.0.0.1", port=port, **controller_options
         )
@@ -121,8 +145,8 @@ async def smtp() -> AsyncIterator[Callable[..., SmtpServer]]:
     """Factory of SMTP servers (not yet started); every one is stopped at the end."""
     servers: list[SmtpServer] = []
 
-    def make(port: int | None = None, **options: Any) -> SmtpServer:
-        server = SmtpServer(port or free_port(), **options)
+    def make(port: int | None = None, inbox: type[Inbox] = Inbox, **options: Any) -> SmtpServer:
+        server = SmtpServer(port or free_port(), inbox, **options)
         servers.append(server)
         return server
 
@@ -148,6 +172,7 @@ async def senders(pool: asyncpg.Pool) -> AsyncIterator[Callable[..., OutboxSende
             "backoff_base": 0.5,
             "backoff_cap": 2.0,
             "link_ttl": 600.0,
+            "wake_coalesce": 0.0,  # the tests' timings count from the poke
             **kw,
         }
         config = OutboxConfig(
@@ -217,6 +242,8 @@ async def test_earnings_email_is_sent_once_and_marked(
     assert message["Message-ID"] == f"<outbox-{row}@experts.example.org>"
     assert message["From"] == "Expert line <noreply@experts.example.org>"
     assert message["Date"] is not None and message["Auto-Submitted"] == "auto-generated"
+    # aiosmtpd announces 8BITMIME: the text goes as it is, not quoted-printable.
+    assert message["Content-Transfer-Encoding"] == "8bit"
     body = message.get_content()
     for amount in ("3,13 €", "4,50 €", "0,60 €", "0,77 €", "1,50 €/min", "180 s (3 min)"):
         assert amount in body, amount
@@ -418,6 +445,55 @@ async def test_close_as_the_server_accepts_never_hangs(
     assert {r.message["Message-ID"] for r in server.inbox.received} == expected
     unsent = await pool.fetchval("SELECT count(*) FROM outbox_emails WHERE sent_at IS NULL")
     assert unsent == 0
+
+
+async def test_emails_in_a_row_share_one_connection_closed_when_idle(
+    pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
+) -> None:
+    server = await smtp().start()
+    sender = senders(server.port, session_idle=0.5, session_max_emails=3, wake_coalesce=0.2)
+    rows = [await add_row(pool, "consultation_earnings", EARNINGS) for _ in range(4)]
+    sender.poke()
+    await server.inbox.wait_for(4)
+    peers = [r.peer for r in server.inbox.received]
+    # Three on the first connection, then a new one (session_max_emails).
+    assert peers[0] == peers[1] == peers[2] != peers[3], peers
+    await sender.flush(5)
+    for row in rows:
+        state = await row_state(pool, row)
+        assert state["sent_at"] is not None and state["attempts"] == 1
+
+    await asyncio.sleep(0.8)  # longer than session_idle: the session was closed
+    await add_row(pool, "consultation_earnings", EARNINGS)
+    sender.poke()
+    await server.inbox.wait_for(5)
+    assert server.inbox.received[4].peer != peers[3]
+
+
+async def test_a_connection_the_server_closes_is_replaced_without_losing_the_email(
+    pool: asyncpg.Pool, smtp: Callable[..., SmtpServer], senders: Callable[..., OutboxSender]
+) -> None:
+    server = await smtp(inbox=ClosingAfterOne).start()
+    sender = senders(server.port, session_idle=30.0)
+    first = await add_row(pool, "consultation_earnings", EARNINGS)
+    sender.poke()
+    await server.inbox.wait_for(1)
+    await sender.flush(5)
+    second = await add_row(pool, "consultation_earnings", EARNINGS, language="it")
+    with structlog.testing.capture_logs() as logs:
+        sender.poke()
+        await server.inbox.wait_for(2)
+        await sender.flush(5)
+    inbox = server.inbox
+    assert isinstance(inbox, ClosingAfterOne) and inbox.refused == 1
+    assert inbox.received[0].peer != inbox.received[1].peer
+    assert [r.message["Message-ID"] for r in inbox.received] == [
+        f"<outbox-{row}@experts.example.org>" for row in (first, second)
+    ]
+    for row in (first, second):
+        state = await row_state(pool, row)
+        assert state["sent_at"] is not None and state["attempts"] == 1
+    assert [e["event"] for e in logs if e["log_level"] != "info"] == []
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

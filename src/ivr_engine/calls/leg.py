@@ -114,6 +114,8 @@ class Leg:
 
     async def destroyed(self, timeout: float) -> None:
         """Wait (a little) for ChannelDestroyed, which carries the final hangup cause."""
+        if self._destroyed.is_set():  # the usual case: no timer, no task
+            return
         try:
             await asyncio.wait_for(self._destroyed.wait(), timeout)
         except TimeoutError:
@@ -168,6 +170,8 @@ class Leg:
 
     async def answered(self, timeout: float) -> datetime:
         """Wait until the far end answers; OriginateFailed if it never does."""
+        if self._answered.done():
+            return self._answered.result()
         try:
             return await asyncio.wait_for(asyncio.shield(self._answered), timeout)
         except TimeoutError as err:
@@ -224,6 +228,8 @@ class Leg:
         return MachineVerdict("", "no verdict in time")
 
     async def wait_hangup(self, timeout: float | None = None) -> Hangup:
+        if self._gone.done():
+            return self._gone.result()
         return await asyncio.wait_for(asyncio.shield(self._gone), timeout)
 
     async def play(self, media: str | Sequence[str]) -> None:

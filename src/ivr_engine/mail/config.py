@@ -35,6 +35,9 @@ class OutboxConfig:
     backoff_cap: float = 600.0
     max_attempts: int = 8
     idle_poll: float = 30.0
+    session_idle: float = 5.0  # an SMTP connection is kept this long after its last email
+    session_max_emails: int = 20  # then closed, and a new one opened for the next email
+    wake_coalesce: float = 0.5  # after a poke, wait this long so that a burst is one pass
 
     def __post_init__(self) -> None:
         if "@" not in parseaddr(self.mail_from)[1]:
@@ -46,6 +49,10 @@ class OutboxConfig:
             raise ConfigError("the outbox lease must outlast send_timeout + db_timeout")
         if not 0 < self.backoff_base <= self.backoff_cap or self.max_attempts < 1:
             raise ConfigError("outbox backoff needs 0 < base <= cap and max_attempts >= 1")
+        if self.wake_coalesce < 0 or self.session_idle < 0 or self.session_max_emails < 1:
+            raise ConfigError(
+                "the outbox needs wake_coalesce >= 0, session_idle >= 0, session_max_emails >= 1"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> OutboxConfig:

@@ -16,6 +16,10 @@ short gives the row back at once (accepted or not, nobody knows): the next start
 Exactly-once would need one transaction spanning PostgreSQL and the SMTP server; a
 recognisable duplicate is better than a lost earnings notice.
 
+Sessions. Emails go over one SMTP connection kept open while they keep coming (mail.session:
+closed after ``session_idle`` quiet seconds, ``session_max_emails`` emails, or any error; a
+connection the server dropped meanwhile is replaced and the email sent again at once).
+
 Failures. The error is kept in ``last_error`` and the row waits
 ``min(cap, base * 2**(attempts - 1))``; after ``max_attempts`` it gets ``failed_at`` and an
 error is logged. A row that can never be sent (no valid address, unknown kind, payload
@@ -24,7 +28,9 @@ being built) fails at once, the reason in ``last_error``.
 
 Waking: ``poke()`` when a row is written (the engine subscribes it to ``ivr_outbox``), else
 at the earliest ``next_try_at`` (computed by PostgreSQL, so the two clocks never disagree),
-else every ``idle_poll`` seconds.
+else every ``idle_poll`` seconds. After a poke the sender waits ``wake_coalesce`` seconds
+before looking, so that the emails of a busy second go out in one pass: a pass costs a
+claim per email plus one that finds nothing (and reads the next due time).
 """
 
 from __future__ import annotations
@@ -35,19 +41,19 @@ import json
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
-import aiosmtplib
 import asyncpg
 import structlog
 
 from ivr_engine.domain.text import control_characters
 from ivr_engine.errors import MailError, TemplateError, Undeliverable
-from ivr_engine.mail.config import OutboxConfig, backoff_delay, smtp_options
+from ivr_engine.mail.config import OutboxConfig, backoff_delay
 from ivr_engine.mail.links import sign_solicit, solicit_url
+from ivr_engine.mail.session import SmtpSession
 from ivr_engine.mail.templates import LANGUAGES, render
+from ivr_engine.mail.wire import Outgoing, header, recipient_of
 
 log = structlog.get_logger(__name__)
 
@@ -63,21 +69,25 @@ class _Row:
     attempts: int
 
 
+# One row always: the claimed email's columns, or NULLs and the seconds until the next
+# row is due (NULL when none waits), which saves the pass a statement of its own.
 _CLAIM_SQL = """
 WITH due AS (
     SELECT id FROM outbox_emails
     WHERE sent_at IS NULL AND failed_at IS NULL AND next_try_at <= now()
     ORDER BY next_try_at, id LIMIT 1
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE outbox_emails o
+    SET attempts = o.attempts + 1, next_try_at = now() + make_interval(secs => $1)
+    FROM due WHERE o.id = due.id
+    RETURNING o.id, o.kind, o.request_id, o.to_address, o.payload, o.language, o.attempts
 )
-UPDATE outbox_emails o
-SET attempts = o.attempts + 1, next_try_at = now() + make_interval(secs => $1)
-FROM due WHERE o.id = due.id
-RETURNING o.id, o.kind, o.request_id, o.to_address, o.payload, o.language, o.attempts
-"""
-_NEXT_DUE_SQL = """
-SELECT EXTRACT(EPOCH FROM min(next_try_at) - clock_timestamp())::float8
-FROM outbox_emails WHERE sent_at IS NULL AND failed_at IS NULL
+SELECT c.*, CASE WHEN c.id IS NULL THEN (
+    SELECT EXTRACT(EPOCH FROM min(next_try_at) - clock_timestamp())::float8
+    FROM outbox_emails WHERE sent_at IS NULL AND failed_at IS NULL
+) END AS next_due
+FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true
 """
 _STORE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -90,6 +100,8 @@ class OutboxSender:
         self.config = config
         self._envelope_from = parseaddr(config.mail_from)[1]
         self._domain = self._envelope_from.rpartition("@")[2]
+        self._from_header = header("From", config.mail_from)
+        self._session = SmtpSession(config)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -132,6 +144,12 @@ class OutboxSender:
 
     # -- the loop --------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._session.close()
+
+    async def _loop(self) -> None:
         error_pause = min(5.0, self.config.idle_poll)
         while not self._stopping():
             self._wake.clear()
@@ -150,9 +168,20 @@ class OutboxSender:
                 self._pass_done.notify_all()
             if self._stopping():
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
+            await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait for a poke or ``seconds``; meanwhile close the SMTP session once idle."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (idle := self._session.idle_left()) is not None and idle < until - loop.time():
+            if await _woken(self._wake, idle):
+                break
+            await self._session.quit()
+        else:
+            if not await _woken(self._wake, until - loop.time()):
+                return
+        await asyncio.sleep(self.config.wake_coalesce)  # poked: let a burst's rows gather
 
     def _stopping(self) -> bool:
         # aiosmtplib waits with asyncio.wait_for, which on Python 3.11 can swallow a
@@ -163,25 +192,29 @@ class OutboxSender:
 
     async def _pass(self) -> float:
         """Send every due row; return the seconds until the next one is due."""
-        while not self._stopping() and (row := await self._claim()) is not None:
+        due: float | None = None
+        while not self._stopping():
+            row, due = await self._claim()
+            if row is None:
+                break
             with structlog.contextvars.bound_contextvars(
                 outbox_id=row.id, kind=row.kind, attempt=row.attempts
             ):
                 await self._deliver(row)
-        async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
-            due = await conn.fetchval(_NEXT_DUE_SQL, timeout=self.config.db_timeout)
         if due is None:
             return self.config.idle_poll
         # The floor keeps a row locked by another sender's claim from spinning this loop.
-        return max(0.05, min(self.config.idle_poll, float(due)))
+        return max(0.05, min(self.config.idle_poll, due))
 
-    async def _claim(self) -> _Row | None:
+    async def _claim(self) -> tuple[_Row | None, float | None]:
+        """The oldest due row, claimed; else None and the seconds until the next is due."""
         async with self._pool.acquire(timeout=self.config.db_timeout) as conn:
             r = await conn.fetchrow(_CLAIM_SQL, self.config.lease, timeout=self.config.db_timeout)
-        if r is None:
-            return None
+        if r is None or r["id"] is None:
+            due = None if r is None else r["next_due"]
+            return None, None if due is None else float(due)
         payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
-        return _Row(
+        row = _Row(
             r["id"],
             r["kind"],
             r["request_id"],
@@ -190,10 +223,11 @@ class OutboxSender:
             r["language"],
             r["attempts"],
         )
+        return row, None
 
     async def _deliver(self, row: _Row) -> None:
         try:
-            message, recipient = self._compose(row, datetime.now(UTC))
+            email = self._compose(row, datetime.now(UTC))
         except (Undeliverable, TemplateError) as err:
             await _finish(self._failed(row, str(err), permanent=True))
             return
@@ -205,7 +239,7 @@ class OutboxSender:
             await _finish(self._failed(row, reason, permanent=True))
             return
         try:
-            client = await self._transmit(message, recipient)
+            await self._session.send(email)
         except asyncio.CancelledError:
             # Whether the server accepted it is unknown: let the next start try again now
             # rather than after the lease (a duplicate keeps its Message-ID).
@@ -214,17 +248,12 @@ class OutboxSender:
         except MailError as err:
             await _finish(self._failed(row, str(err)))
             return
-        try:
-            await _finish(self._mark_sent(row))
-        finally:
-            await self._quit(client)
-        log.info("outbox.sent", to=recipient, message_id=message["Message-ID"])
+        await _finish(self._mark_sent(row))
+        log.info("outbox.sent", to=email.recipient, message_id=email.message_id)
 
     # -- the email ---------------------------------------------------------------------------
-    def _compose(self, row: _Row, now: datetime) -> tuple[EmailMessage, str]:
-        recipient = parseaddr(row.to_address)[1]
-        if "@" not in recipient or any(c in row.to_address for c in "\r\n"):
-            raise Undeliverable(f"no valid recipient address: {row.to_address!r}")
+    def _compose(self, row: _Row, now: datetime) -> Outgoing:
+        recipient, to_header = recipient_of(row.to_address)
         if not isinstance(row.payload, dict):
             raise TemplateError(f"{row.kind} payload is not a JSON object")
         link = expires = None
@@ -238,52 +267,26 @@ class OutboxSender:
         subject, body = render(
             row.kind, row.language, row.payload, solicit_url=link, link_expires=expires
         )
-        message = EmailMessage()
-        message["From"] = self.config.mail_from
-        message["To"] = row.to_address
         if found := control_characters(subject):  # a name from before names were checked
             raise TemplateError(f"the subject holds control characters ({', '.join(found)})")
-        message["Subject"] = subject
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = f"<outbox-{row.id}@{self._domain}>"
-        # RFC 3834: vacation responders must not answer a notification.
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(body)  # first: it clears every Content-* header
-        message["Content-Language"] = row.language if row.language in LANGUAGES else "en"
-        return message, recipient
-
-    async def _transmit(self, message: EmailMessage, recipient: str) -> aiosmtplib.SMTP:
-        """Connect and send; return the still-open client once the server has accepted."""
-        smtp = self.config.smtp
-        client = aiosmtplib.SMTP(**smtp_options(smtp))
-        accepted = False
-        try:
-            async with asyncio.timeout(self.config.send_timeout):
-                await client.connect()
-                await client.send_message(
-                    message, sender=self._envelope_from, recipients=[recipient]
-                )
-            accepted = True
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            detail = str(err) or type(err).__name__
-            raise MailError(f"SMTP {smtp.host}:{smtp.port}: {detail}") from err
-        finally:
-            if not accepted:
-                client.close()
-        return client
-
-    async def _quit(self, client: aiosmtplib.SMTP) -> None:
-        # QUIT is a courtesy after the row is marked: its failure must not cause a re-send,
-        # and a shutdown does not wait for it.
-        task = asyncio.current_task()
-        try:
-            if client.is_connected and not (task and task.cancelling()):
-                async with asyncio.timeout(self.config.smtp.timeout):
-                    await client.quit()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            pass
-        finally:
-            client.close()
+        message_id = f"<outbox-{row.id}@{self._domain}>"
+        headers = (
+            self._from_header
+            + to_header
+            + header("Subject", subject)
+            + f"Date: {format_datetime(now)}\r\n"
+            + f"Message-ID: {message_id}\r\n"
+            # RFC 3834: vacation responders must not answer a notification.
+            + "Auto-Submitted: auto-generated\r\n"
+        )
+        return Outgoing(
+            sender=self._envelope_from,
+            recipient=recipient,
+            message_id=message_id,
+            headers=headers,
+            body=body,
+            language=row.language if row.language in LANGUAGES else "en",
+        )
 
     # -- bookkeeping -------------------------------------------------------------------------
     async def _mark_sent(self, row: _Row) -> None:
@@ -323,6 +326,15 @@ class OutboxSender:
                 row.id,
                 timeout=self.config.db_timeout,
             )
+
+
+async def _woken(event: asyncio.Event, seconds: float) -> bool:
+    """True when ``event`` is set within ``seconds`` (at once if it already is)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
+            return True
+    return False
 
 
 async def _finish(step: Awaitable[None]) -> None:

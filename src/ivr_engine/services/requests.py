@@ -40,7 +40,8 @@ class RequestActions:
     async def join(self, expert_id: int, client_id: int) -> RequestView:
         """The client enters the expert's waiting list, if it is open (a pause does not
         close it: the request waits until the expert is back)."""
-        av = await planning.load(self.pool, expert_id)
+        async with self.pool.acquire() as conn:  # its three reads on one connection
+            av = await planning.load(conn, expert_id)
         now = av.at(datetime.now(UTC))
         if not now.open and now.reason is not Reason.PAUSED:
             raise ListClosed(expert_id, now.reason.value, now.next_opening)

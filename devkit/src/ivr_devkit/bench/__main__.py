@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ivr_devkit.bench import claims
-from ivr_devkit.bench.run import Options, run
+from ivr_devkit.bench.run import Options, run, run_claims_only
 from ivr_devkit.sandbox import Sandbox, SandboxInfo, process
 from ivr_engine import log
 
@@ -33,11 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one rate, 20 s each side (~3 minutes)")
     p.add_argument("--rates", type=_rates, default=None, help="calls/s, e.g. 5,10,15,20")
     p.add_argument("--seconds", type=float, default=None, help="offering time per rate (30)")
-    p.add_argument("--claim-rounds", type=int, default=200, help="timed claims per size (200)")
+    p.add_argument("--claim-rounds", type=int, default=500, help="timed claims per size (500)")
     p.add_argument(
         "--engine-only",
         action="store_true",
         help="only the engine's side, no claim step, no report: for profiling the engine",
+    )
+    p.add_argument(
+        "--claims-only",
+        action="store_true",
+        help="only the claim step (no sandbox, no lock): figures and plans as text",
     )
     p.add_argument("--workdir", type=Path, default=None, help="logs and traces (build/bench/…)")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="JSON and PNG here")
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         engine_only=args.engine_only,
     )
     log.configure("console", "warning")
+    if args.claims_only:
+        return asyncio.run(run_claims_only(opts))
     box = Sandbox()
     box.cache_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,5 +1,7 @@
 """The claim step: fill the waiting lists (up to 100,000 waiting requests across 10,000
-experts) and time ``claim_next`` and ``next_due`` at each size, with their query plans.
+experts) and time ``claim_next`` and the dispatcher's due-time statement (``next_due`` in
+the figures: store/wake.py, the claim queue's next due time, the category requests' and the
+next expiry in one statement) at each size, with their query plans.
 
 The lists are made to be hard: of every ten experts two are free, five are on a call (an
 active request), one is paused, one has switched the phone line off and one is marked
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ivr_devkit.bench.traces import percentile
-from ivr_engine.store import claims, connect_pool, migrate
+from ivr_engine.store import claims, connect_pool, migrate, wake
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class Size:
 FULL = (Size(10, 10), Size(1_000, 10), Size(10_000, 10))
 QUICK = (Size(10, 10), Size(10_000, 10))
 FILL_TIMEOUT = 300.0  # seconds for one statement of the fill (a busy 2-core machine)
+# Untimed rounds first, as a running engine's connections are warm: a connection's first
+# calls compile the triggers' functions, and PostgreSQL settles on a statement's generic
+# plan after its fifth execution.
+WARM_UP = 10
+TTL_HOURS = 12.0  # the default IVR_REQUEST_TTL_HOURS (the due-time statement's expiry part)
 
 _EXPERTS = """
 INSERT INTO experts (alias, phone, rate_per_minute, channel_phone, paused_until,
@@ -75,13 +82,23 @@ async def fill(pool: asyncpg.Pool, size: Size) -> float:
 
 
 async def timed(pool: asyncpg.Pool, rounds: int) -> dict[str, float | int | None]:
-    """``rounds`` claims and next-due queries: p50/p99/max in milliseconds."""
+    """``rounds`` claims and next-due queries (and a ``SELECT 1`` each, the round trip
+    alone): p50/p99/max in milliseconds."""
     claim_ms: list[float] = []
     due_ms: list[float] = []
+    floor_ms: list[float] = []
     claimed = 0
-    for _ in range(rounds):
+    for n in range(WARM_UP + rounds):
+        if n == WARM_UP:
+            claim_ms.clear()
+            due_ms.clear()
+            floor_ms.clear()
+            claimed = 0
         began = time.perf_counter()
-        await claims.next_due(pool)
+        await pool.fetchval("SELECT 1")
+        floor_ms.append((time.perf_counter() - began) * 1000)
+        began = time.perf_counter()
+        await wake.next_wake(pool, None, TTL_HOURS)
         due_ms.append((time.perf_counter() - began) * 1000)
         began = time.perf_counter()
         job = await claims.claim_next(pool)
@@ -97,32 +114,28 @@ async def timed(pool: asyncpg.Pool, rounds: int) -> dict[str, float | int | None
         "claim_max_ms": max(claim_ms, default=None),
         "next_due_p50_ms": percentile(due_ms, 50),
         "next_due_p99_ms": percentile(due_ms, 99),
+        # The round trip alone (this machine's floor for the two above): SELECT 1 the same way.
+        "select1_p50_ms": percentile(floor_ms, 50),
+        "select1_p99_ms": percentile(floor_ms, 99),
     }
 
 
 async def server_times(pool: asyncpg.Pool, rounds: int) -> dict[str, float | None]:
-    """The claim's and next-due's execution time inside PostgreSQL (EXPLAIN ANALYZE's
-    "Execution Time", triggers included; each claim rolled back): the query's own cost,
-    without the round trip and this process's scheduling on a busy machine."""
+    """The claim's and next-due's time inside PostgreSQL, planning and execution (EXPLAIN
+    ANALYZE EXECUTE of prepared statements, as the engine's are; triggers included; each
+    claim rolled back): the query's own cost, without the round trip and this process's
+    scheduling on a busy machine."""
     claim_ms: list[float] = []
     due_ms: list[float] = []
     async with pool.acquire() as conn:
-        for _ in range(rounds):
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                plan = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + claims.CLAIM_SQL,
-                    *claims.claim_args(None),
-                )
-                claim_ms.append(_execution_ms(plan))
-            finally:
-                await tx.rollback()
-            plan = await conn.fetchval(
-                "EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + claims.NEXT_DUE_SQL,
-                *claims.next_due_args(None),
-            )
-            due_ms.append(_execution_ms(plan))
+        await _prepare(conn)
+        for n in range(WARM_UP + rounds):
+            claim = _server_ms(await _explain(conn, _EXPLAIN_CLAIM, "JSON, TIMING OFF"))
+            due = _server_ms(await _explain(conn, _EXPLAIN_DUE, "JSON, TIMING OFF"))
+            if n >= WARM_UP:
+                claim_ms.append(claim)
+                due_ms.append(due)
+        await conn.execute("DEALLOCATE ALL")
     return {
         "claim_server_p50_ms": percentile(claim_ms, 50),
         "claim_server_p99_ms": percentile(claim_ms, 99),
@@ -130,33 +143,48 @@ async def server_times(pool: asyncpg.Pool, rounds: int) -> dict[str, float | Non
     }
 
 
-def _execution_ms(plan: object) -> float:
+_EXPLAIN_CLAIM = "EXECUTE bench_claim(NULL)"
+_EXPLAIN_DUE = f"EXECUTE bench_next_due(NULL, {TTL_HOURS * 3600})"
+
+
+async def _prepare(conn: asyncpg.Connection) -> None:
+    await conn.execute("PREPARE bench_claim(uuid) AS " + claims.CLAIM_SQL)
+    await conn.execute("PREPARE bench_next_due(uuid, float8) AS " + wake.NEXT_WAKE_SQL)
+
+
+async def _explain(conn: asyncpg.Connection, statement: str, options: str) -> object:
+    """EXPLAIN (ANALYZE, FORMAT ...) of ``statement``, rolled back."""
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE, FORMAT {options}) {statement}")
+    finally:
+        await tx.rollback()
+    if len(rows) == 1 and not options.startswith("TEXT"):
+        return rows[0][0]
+    return "\n".join(r[0] for r in rows)
+
+
+def _server_ms(plan: object) -> float:
     data = json.loads(plan) if isinstance(plan, str) else plan
     assert isinstance(data, list)
-    total = float(data[0]["Execution Time"])
-    # Trigger time is reported apart from the plan's own.
-    return total + sum(float(t.get("Time", 0.0)) for t in data[0].get("Triggers", []))
+    # Execution Time includes the triggers' time.
+    return float(data[0]["Planning Time"]) + float(data[0]["Execution Time"])
 
 
 async def plans(pool: asyncpg.Pool) -> dict[str, str]:
-    """EXPLAIN ANALYZE of both queries (the claim's update rolled back)."""
+    """EXPLAIN ANALYZE of both queries as the engine runs them (prepared, generic plan after
+    the warm-up; the claim's update rolled back)."""
     found: dict[str, str] = {}
     async with pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            rows = await conn.fetch(
-                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + claims.CLAIM_SQL,
-                *claims.claim_args(None),
-            )
-            found["claim_next"] = "\n".join(r[0] for r in rows)
-        finally:
-            await tx.rollback()
-        rows = await conn.fetch(
-            "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + claims.NEXT_DUE_SQL,
-            *claims.next_due_args(None),
-        )
-        found["next_due"] = "\n".join(r[0] for r in rows)
+        await _prepare(conn)
+        options = "TEXT, COSTS OFF, TIMING OFF, SUMMARY ON"
+        for _ in range(WARM_UP):
+            await _explain(conn, _EXPLAIN_CLAIM, options)
+            await _explain(conn, _EXPLAIN_DUE, options)
+        found["claim_next"] = str(await _explain(conn, _EXPLAIN_CLAIM, options))
+        found["next_due"] = str(await _explain(conn, _EXPLAIN_DUE, options))
+        await conn.execute("DEALLOCATE ALL")
     return found
 
 

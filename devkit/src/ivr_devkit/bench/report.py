@@ -94,8 +94,8 @@ def render(figures: dict[str, Any]) -> str:
         f" engine {_f(highest_clean(figures, 'engine'))}/s",
         "",
         "| waiting requests | experts | claim_next p50/p99 ms | in PostgreSQL p50/p99 ms"
-        " | next_due p50/p99 ms | in PostgreSQL p99 ms |",
-        "|---|---|---|---|---|---|",
+        " | next_due p50/p99 ms | in PostgreSQL p99 ms | SELECT 1 p50/p99 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in figures["claims"]:
         lines.append(
@@ -103,7 +103,8 @@ def render(figures: dict[str, Any]) -> str:
             f" | {_r(c['claim_p50_ms'])} / {_r(c['claim_p99_ms'])}"
             f" | {_r(c['claim_server_p50_ms'])} / {_r(c['claim_server_p99_ms'])}"
             f" | {_r(c['next_due_p50_ms'])} / {_r(c['next_due_p99_ms'])}"
-            f" | {_r(c['next_due_server_p99_ms'])} |"
+            f" | {_r(c['next_due_server_p99_ms'])}"
+            f" | {_r(c.get('select1_p50_ms'))} / {_r(c.get('select1_p99_ms'))} |"
         )
     return "\n".join(lines)
 

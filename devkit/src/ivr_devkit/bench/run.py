@@ -446,3 +446,21 @@ class _Sink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "250 OK"
+
+
+async def run_claims_only(opts: Options) -> int:
+    """Only the claim step (``--claims-only``): a throwaway PostgreSQL, no sandbox, no lock;
+    prints the figures of each size as JSON and the plans of the largest."""
+    cluster = ThrowawayCluster()
+    try:
+        admin_dsn = await asyncio.to_thread(cluster.start)
+        say("claims: filling the waiting lists ...")
+        for result in await claim_step.run(admin_dsn, opts.claim_sizes, opts.claim_rounds):
+            found = result.pop("plans", None)
+            say(f"claims: {json.dumps(result)}")
+            if isinstance(found, dict):
+                for name, plan in found.items():
+                    say(f"\n{name}:\n{plan}")
+        return 0
+    finally:
+        await asyncio.to_thread(cluster.stop)
