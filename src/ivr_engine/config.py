@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     ari_user: str = "ivr-engine"
     ari_password: SecretStr
     ari_app: str = "ivr-engine"
+    ari_rest_over_websocket: bool = Field(
+        True,
+        description="send ARI requests on the event WebSocket when Asterisk takes them there"
+        " (22.4+, 20.14+); false: always HTTP",
+    )
 
     # Asterisk Manager Interface (health check, Asterisk restart detection)
     ami_host: str = "127.0.0.1"

@@ -57,6 +57,7 @@ class Engine:
             settings.ari_user,
             settings.ari_password.get_secret_value(),
             settings.ari_app,
+            rest_over_websocket=settings.ari_rest_over_websocket,
         )
         self.calls = CallControl(self.ari)
         self.ami = AmiMonitor(

@@ -10,6 +10,7 @@ Faked, below ``/ari`` (basic auth, or ``api_key=user:password``, on every path):
 
 =======  ======================================  ==============================================
 GET      /events?app=...                          the event WebSocket (400 without ``app``)
+GET      /asterisk/ping                           200
 POST     /channels                                originate: endpoint, app, appArgs, channelId,
                                                   timeout, callerId; 200, 400, 409 (id in use),
                                                   500 ("Allocation failed": a refused originate)
@@ -34,6 +35,14 @@ DELETE   /bridges/{id}                            204, 404
 PUT      /applications/{app}/eventFilter          {"allowed": [{"type": T}, ...]}: only those
                                                   types reach the app's sockets; 200, 400
 =======  ======================================  ==============================================
+
+REST over the event WebSocket (Asterisk 22.4+): a ``RESTRequest`` message on ``/events`` is
+run through the same routes and middleware as HTTP (so failures, delays and triggers apply
+to it too) and answered
+on the socket with a ``RESTResponse`` (unless the application's event filter leaves that type
+out: Asterisk filters replies like events), one request after the other as Asterisk does; its
+:class:`RestCall` says ``via="websocket"``. ``ignore_socket_requests()`` makes the fake an
+older Asterisk, which reads such messages and answers nothing.
 
 Events (only those the engine reacts to, with the fields its models read): ChannelStateChange,
 StasisStart (args), ChannelDtmfReceived, PlaybackStarted, PlaybackFinished,
@@ -73,7 +82,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, web
+from aiohttp.test_utils import make_mocked_request
+from yarl import URL
 
 # Q.850 causes as Asterisk names them (ast_cause2str).
 NORMAL_CLEARING = 16
@@ -212,6 +224,7 @@ class RestCall:
     params: dict[str, str]
     at: datetime
     status: int = 0
+    via: str = "http"  # or "websocket": a RESTRequest on the event socket
 
 
 @dataclass
@@ -484,6 +497,9 @@ def _no_content() -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_VIA_HEADER = "X-Fake-Ari-Via"  # set on the request a RESTRequest becomes
+# Its message_body (a mocked request has no payload).
+_BODY_KEY = web.RequestKey("fake_ari_socket_body", str)
 
 
 class FakeAri:
@@ -518,6 +534,8 @@ class FakeAri:
         self._triggers: list[_Trigger] = []
         self._delays: list[_Delay] = []
         self._refuse_websockets = False
+        self._ignore_socket_requests = False
+        self._app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._names = itertools.count(1)
         self._changed = asyncio.Event()
@@ -532,6 +550,7 @@ class FakeAri:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/ari/events", self._events)
+        r.add_get("/ari/asterisk/ping", self._ping)
         r.add_post("/ari/channels", self._originate)
         r.add_get("/ari/channels", self._list_channels)
         r.add_get("/ari/channels/{channel_id}", self._get_channel)
@@ -558,6 +577,7 @@ class FakeAri:
         await site.start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
+        self._app = app
 
     async def close(self) -> None:
         await self.drop_websockets()
@@ -623,6 +643,10 @@ class FakeAri:
     def refuse_websockets(self, refuse: bool = True) -> None:
         """While true, new event WebSockets are refused (503): events of the gap are lost."""
         self._refuse_websockets = refuse
+
+    def ignore_socket_requests(self, ignore: bool = True) -> None:
+        """Behave as an Asterisk older than 22.4: REST requests on the socket go unanswered."""
+        self._ignore_socket_requests = ignore
 
     def fail(self, method: str, path: str, *, status: int = 500, times: int | None = 1) -> None:
         """The next ``times`` REST calls to ``path`` (a glob: ``/channels/*/play/*``) answer
@@ -784,6 +808,7 @@ class FakeAri:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path.removeprefix("/ari")
         call = RestCall(request.method, path, dict(request.query), datetime.now(UTC))
+        call.via = request.headers.get(_VIA_HEADER, "http")
         if path != "/events":  # the WebSocket is counted in websocket_connections
             self.calls.append(call)
             self.bump()
@@ -848,14 +873,66 @@ class FakeAri:
         self.bump()
         pump = asyncio.create_task(self._pump(sub), name="fake-ari-pump")
         try:
-            async for _ in ws:
-                pass  # the engine sends nothing on this socket
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT and not self._ignore_socket_requests:
+                    # One at a time, in order, as Asterisk's session thread runs them.
+                    await self._socket_request(sub, request, msg.data)
         finally:
             self._subscribers.discard(sub)
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
             self.bump()
         return ws
+
+    async def _socket_request(self, sub: _Subscriber, upgrade: web.Request, text: str) -> None:
+        """Run one RESTRequest through the same routes and middleware as HTTP (in this task,
+        as Asterisk's session thread does); answer on the socket."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return  # Asterisk logs and drops what is not JSON
+        reply: dict[str, Any] = {
+            "type": "RESTResponse",
+            "transaction_id": message.get("transaction_id", ""),
+            "request_id": message.get("request_id", ""),
+            "uri": message.get("uri", ""),
+        }
+        if message.get("type") != "RESTRequest":
+            error = json.dumps({"message": "Unknown request type."})
+            reply |= {"status_code": 400, "reason_phrase": "Bad request"}
+            reply |= {"content_type": "application/json", "message_body": error}
+            await sub.ws.send_str(json.dumps(reply))
+            return
+        headers = {_VIA_HEADER: "websocket"}
+        if "Authorization" in upgrade.headers:
+            headers["Authorization"] = upgrade.headers["Authorization"]
+        params = [(q["name"], q["value"]) for q in message.get("query_strings", [])]
+        if "api_key" in upgrade.query:
+            params.append(("api_key", upgrade.query["api_key"]))
+        url = URL.build(path=f"/ari/{message.get('uri', '')}").with_query(params)
+        method = str(message.get("method", "GET"))
+        assert self._app is not None
+        found = await self._app.router.resolve(make_mocked_request(method, str(url)))
+        request = make_mocked_request(
+            method, str(url), headers=headers, match_info=dict(found), app=self._app
+        )
+        request[_BODY_KEY] = message.get("message_body") or ""
+        try:
+            response = await self._middleware(request, found.handler)
+            status, reason = response.status, response.reason
+            body = response.text if isinstance(response, web.Response) else None
+        except web.HTTPException as exc:  # no such route (404), method not allowed (405)
+            status, reason = exc.status, exc.reason
+            body = json.dumps({"message": "Resource not found"})
+        reply |= {"status_code": status, "reason_phrase": reason}
+        if body:
+            reply |= {"content_type": "application/json", "message_body": body}
+        if not self._wants(sub.app, "RESTResponse"):
+            return  # Asterisk passes replies through the application's event filter too
+        try:
+            await sub.ws.send_str(json.dumps(reply))
+        except (ConnectionError, RuntimeError):
+            pass  # the socket went meanwhile: the reply is lost, as with Asterisk
 
     @staticmethod
     async def _pump(sub: _Subscriber) -> None:
@@ -865,6 +942,11 @@ class FakeAri:
                 await sub.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"asterisk_id": "fa:ke:00:00:00:01", "ping": "pong", "timestamp": ari_time()}
+        )
 
     # -- channels ----------------------------------------------------------------------------
     async def _originate(self, request: web.Request) -> web.Response:
@@ -1065,7 +1147,7 @@ class FakeAri:
 
     async def _event_filter(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = json.loads(request[_BODY_KEY]) if _BODY_KEY in request else await request.json()
             allowed = {str(item["type"]) for item in body.get("allowed", [])}
         except (ValueError, KeyError, TypeError, AttributeError):
             return _error(400, "Invalid event filter")

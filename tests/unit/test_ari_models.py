@@ -1,13 +1,13 @@
 from datetime import UTC
 
 import pytest
-from pydantic import ValidationError
 
 from ivr_engine.ari.client import Backoff
 from ivr_engine.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     Event,
+    EventFormatError,
     PlaybackFinished,
     StasisStart,
     parse_event,
@@ -65,8 +65,31 @@ def test_unknown_event_type_is_kept_generic() -> None:
 
 
 def test_malformed_event_is_rejected() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(EventFormatError, match="channel"):
         parse_event({"type": "ChannelDtmfReceived", "timestamp": "2026-11-23T20:01:02+0000"})
+    with pytest.raises(EventFormatError, match="digit"):
+        parse_event(
+            {
+                "type": "ChannelDtmfReceived",
+                "timestamp": "2026-11-23T20:01:02+0000",
+                "channel": CHANNEL,
+            }
+        )
+    with pytest.raises(EventFormatError, match="timestamp"):
+        parse_event({"type": "StasisStart", "channel": CHANNEL})
+    with pytest.raises(EventFormatError, match="timestamp"):
+        parse_event({"type": "StasisStart", "timestamp": "yesterday", "channel": CHANNEL})
+    with pytest.raises(EventFormatError, match="args"):
+        parse_event(
+            {
+                "type": "StasisStart",
+                "timestamp": "2026-11-23T20:01:02+0000",
+                "channel": CHANNEL,
+                "args": "x",
+            }
+        )
+    with pytest.raises(ValueError):  # still a ValueError, as callers catch
+        parse_event(["not", "an", "event"])
 
 
 def test_backoff_is_capped_and_resets() -> None:
