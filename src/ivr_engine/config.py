@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     ari_password: SecretStr
     ari_app: str = "ivr-engine"
     ari_rest_over_websocket: bool = Field(
-        True,
+        False,
         description="send ARI requests on the event WebSocket when Asterisk takes them there"
         " (22.4+, 20.14+); false: always HTTP",
     )
