@@ -200,19 +200,27 @@ class Harness:
                 raise AssertionError(f"request {request_id} is {state}, expected {states}\n{lines}")
             await asyncio.sleep(0.1)
 
+    async def holding_caller(self, timeout: float = 20) -> tuple[str, int]:
+        """The channel and the request of the (one) call in that joined a waiting list."""
+        row = await until(
+            lambda: self.pool.fetchrow(
+                "SELECT channel_id, request_id FROM inbound_calls WHERE request_id IS NOT NULL"
+            ),
+            lambda row: row is not None,
+            timeout=timeout,
+        )
+        return str(row["channel_id"]), int(row["request_id"])
+
     async def inbound_ended(self, channel_id: str, timeout: float = 10) -> Any:
         """A call in's row once the engine has written its outcome: the phones may see the
         hang-up a few milliseconds before the engine records it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            row = await self.pool.fetchrow(
+        return await until(
+            lambda: self.pool.fetchrow(
                 "SELECT * FROM inbound_calls WHERE channel_id = $1", channel_id
-            )
-            if row is not None and row["outcome"] != "open":
-                return row
-            assert loop.time() < deadline, dict(row) if row is not None else channel_id
-            await asyncio.sleep(0.1)
+            ),
+            lambda row: row is not None and row["outcome"] != "open",
+            timeout=timeout,
+        )
 
     async def ari(self, path: str) -> Any:
         return await self.engine.ari.request("GET", path)

@@ -77,21 +77,7 @@ async def test_postgres_away_while_holding_keeps_the_caller_and_bridges_them_aft
             keys=(Keys(f"{expert_id}#", after_ms=1500),),
             hangup_after_ms=90000,
         )
-        channel = ""
-        for _ in range(200):
-            found = await h.pool.fetchval(
-                "SELECT channel_id FROM inbound_calls WHERE request_id IS NOT NULL"
-            )
-            if found is not None:
-                channel = str(found)
-                break
-            await asyncio.sleep(0.1)
-        assert channel, "the caller never joined the waiting list"
-        request_id = int(
-            await h.pool.fetchval(
-                "SELECT request_id FROM inbound_calls WHERE channel_id = $1", channel
-            )
-        )
+        channel, request_id = await h.holding_caller()
         # The first announcement ends: the next one falls due while PostgreSQL is away.
         await _until(
             lambda: ("PlaybackFinished", PRESS_1) in _on(observer, channel),
@@ -161,21 +147,7 @@ async def test_caller_hanging_up_while_postgres_is_away_is_a_missed_call_in_plac
             keys=(Keys(f"{expert_id}#", after_ms=1500),),
             hangup_after_ms=90000,
         )
-        channel = ""
-        for _ in range(200):
-            found = await h.pool.fetchval(
-                "SELECT channel_id FROM inbound_calls WHERE request_id IS NOT NULL"
-            )
-            if found is not None:
-                channel = str(found)
-                break
-            await asyncio.sleep(0.1)
-        assert channel, "the caller never joined the waiting list"
-        request_id = int(
-            await h.pool.fetchval(
-                "SELECT request_id FROM inbound_calls WHERE channel_id = $1", channel
-            )
-        )
+        channel, request_id = await h.holding_caller()
         await _until(
             lambda: ("PlaybackStarted", POSITION) in _on(observer, channel),
             30,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -35,28 +34,6 @@ def _played(observer: AriObserver, channel_id: str) -> list[str]:
     ]
 
 
-async def _inbound(h: Harness, timeout: float = 20) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (row := await h.pool.fetchrow("SELECT * FROM inbound_calls")) is None:
-        assert loop.time() < deadline, "no inbound call recorded"
-        await asyncio.sleep(0.1)
-    return row
-
-
-async def _request_of(h: Harness, channel_id: str, timeout: float = 20) -> int:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        found = await h.pool.fetchval(
-            "SELECT request_id FROM inbound_calls WHERE channel_id = $1", channel_id
-        )
-        if found is not None:
-            return int(found)
-        assert loop.time() < deadline, "the caller never joined a waiting list"
-        await asyncio.sleep(0.1)
-
-
 async def test_call_in_hold_hear_position_and_be_bridged(
     harness: StartHarness, phones: PhoneBook
 ) -> None:
@@ -71,22 +48,21 @@ async def test_call_in_hold_hear_position_and_be_bridged(
             keys=(Keys(f"{expert_id}#", after_ms=1500),),
             hangup_after_ms=40000,
         )
-        call = await _inbound(h)
-        request_id = await _request_of(h, call["channel_id"])
+        channel, request_id = await h.holding_caller()
         assert await h.wait_state(request_id, "completed", timeout=60) == "completed"
         assert (await expert.finished(20)).ok
         await caller.finished(40)
-    played = _played(observer, call["channel_id"])
+    played = _played(observer, channel)
     assert "sound:ivr-engine/service_welcome" in played, played
     assert "sound:ivr-engine/hold_position" in played, played
     assert "number:1" in played, played  # first in line
     assert "sound:ivr-engine/client_connecting" in played, played
     c = await h.pool.fetchrow("SELECT * FROM consultations WHERE request_id = $1", request_id)
-    assert c["client_channel_id"] == call["channel_id"]  # nobody dialled the client
+    assert c["client_channel_id"] == channel  # nobody dialled the client
     assert c["billed_seconds"] >= 1
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert [(a["purpose"], a["outcome"]) for a in k] == [("inbound", "completed")]
-    row = await h.inbound_ended(call["channel_id"])
+    row = await h.inbound_ended(channel)
     assert row["outcome"] == "bridged" and row["bridged_at"] is not None
     assert row["caller"] == CALLER and not row["withheld"]
 
@@ -111,8 +87,7 @@ async def test_hang_up_while_holding_is_called_back(
         keys=(Keys(f"{expert_id}#", after_ms=1500),),
         hangup_after_ms=9000,
     )
-    call = await _inbound(h)
-    request_id = await _request_of(h, call["channel_id"])
+    channel, request_id = await h.holding_caller()
     await caller.finished(30)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
@@ -129,7 +104,7 @@ async def test_hang_up_while_holding_is_called_back(
     await client.finished(20)
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert k and k[-1]["purpose"] == "connect" and k[-1]["started_at"] <= r["callback_by"]
-    assert (await h.inbound_ended(call["channel_id"]))["outcome"] == "abandoned"
+    assert (await h.inbound_ended(channel))["outcome"] == "abandoned"
 
 
 async def _pause(h: Harness, expert_id: int, paused: bool) -> None:
@@ -157,10 +132,9 @@ async def test_key_1_while_holding_is_called_back_in_place(
             keys=(Keys(f"{expert_id}#", after_ms=1500), Keys("1", after_ms=10000)),
             hangup_after_ms=30000,
         )
-        call = await _inbound(h)
-        request_id = await _request_of(h, call["channel_id"])
+        channel, request_id = await h.holding_caller()
         assert "BYE" in (await caller.finished(40)).received  # the engine said goodbye
-    played = _played(observer, call["channel_id"])
+    played = _played(observer, channel)
     assert "sound:ivr-engine/hold_press_1" in played, played
     assert played[-1] == "sound:ivr-engine/callback_confirmed", played
     row = await h.pool.fetchrow("SELECT * FROM requests WHERE id = $1", request_id)
@@ -171,7 +145,7 @@ async def test_key_1_while_holding_is_called_back_in_place(
     await client.finished(20)
     k = [a for a in await h.attempts(request_id) if a["leg"] == "client"]
     assert [a["purpose"] for a in k] == ["connect"]  # called back at their number
-    assert (await h.inbound_ended(call["channel_id"]))["outcome"] == "callback"
+    assert (await h.inbound_ended(channel))["outcome"] == "callback"
 
 
 async def test_new_first_serves_the_new_caller_before_an_older_returning_client(
@@ -210,8 +184,7 @@ async def test_new_first_serves_the_new_caller_before_an_older_returning_client(
             keys=(Keys(f"{expert_id}#", after_ms=1500),),
             hangup_after_ms=40000,
         )
-        call = await _inbound(h)
-        newer = await _request_of(h, call["channel_id"])
+        _, newer = await h.holding_caller()
         await _pause(h, expert_id, False)
         try:
             await h.wait_state(newer, "connected", timeout=30)
