@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import uvloop
 from hypothesis import settings
 
 from ivr_devkit.pgcluster import ThrowawayCluster
@@ -76,3 +77,9 @@ def asterisk_away(dsn: str, api_token: str) -> Settings:
         link_secret="link-secret",
         http_port=0,
     )
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Every async test runs on the loop `ivr-engine serve` runs on (IVR_EVENT_LOOP's
+    default, uvloop), so the engine the tests start in-process is the one deployed."""
+    return {"uvloop": uvloop.new_event_loop}

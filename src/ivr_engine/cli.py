@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -99,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop (libuv, in C: about a fifth less of the engine's CPU per consultation, see
+    the README's Capacity) or, for ``asyncio``, the standard loop."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from ivr_engine import log
 
@@ -112,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "serve":
             from ivr_engine.engine import serve
 
-            asyncio.run(serve(settings))
+            with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+                runner.run(serve(settings))
         elif args.command == "account":
             password = _read_password()
             dsn = settings.database_url.get_secret_value()

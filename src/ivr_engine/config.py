@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     link_secret: SecretStr = Field(description="HMAC key of the links in emails")
     link_ttl: float = Field(3600.0, gt=0, description="seconds a link in an email stays valid")
 
+    # The engine process
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="the event loop `serve` runs on (asyncio: the standard one)"
+    )
+
     # Logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -155,7 +155,13 @@ class Engine:
             server = site._server
             sockets = getattr(server, "sockets", None) or []
             self.http_port = sockets[0].getsockname()[1] if sockets else s.http_port
-            log.info("http.listening", host=s.http_host, port=self.http_port)
+            loop = type(asyncio.get_running_loop())
+            log.info(
+                "http.listening",
+                host=s.http_host,
+                port=self.http_port,
+                event_loop=f"{loop.__module__}.{loop.__qualname__}",
+            )
 
     async def _on_ari_connected(self) -> None:
         # The calls of a stopped or dead engine are adopted in the background (adopting waits

@@ -205,6 +205,8 @@ async def test_migrate_and_serve_from_an_empty_directory(
     records = [json.loads(line) for line in stderr.decode().splitlines()]  # every line is JSON
     events = [r["event"] for r in records]
     assert "http.listening" in events and "engine.stopping" in events
+    [listening] = [r for r in records if r["event"] == "http.listening"]
+    assert listening["event_loop"] == "uvloop.Loop"  # IVR_EVENT_LOOP's default, from the lock
     [access] = [r for r in records if r["event"] == "http.access"]
     assert access["path"] == "/healthz" and access["status"] == 503
     assert any(r.get("logger", "").startswith("panoramisk") for r in records), events

@@ -107,3 +107,26 @@ def test_postgres_processes_are_told_apart_by_their_title() -> None:
     assert pgstats._kind("postgres: autovacuum worker ivr_bench") == "autovacuum"
     assert pgstats._kind("postgres: walwriter") == "walwriter"
     assert pgstats._kind("/usr/lib/postgresql/15/bin/postgres -D /tmp/x -p 5") == "postmaster"
+
+
+def _phase(side: str, rate: float, failed: int) -> dict[str, object]:
+    return {"side": side, "rate": rate, "completed": 100 - failed, "failed": failed}
+
+
+def test_the_highest_clean_rate_stops_at_the_first_rate_that_failed() -> None:
+    figures = {
+        "phases": [
+            _phase("engine", 5, 0),
+            _phase("engine", 20, 0),
+            _phase("engine", 30, 3),
+            _phase("engine", 40, 0),  # clean again by chance: not a clean rate
+            _phase("dialplan", 5, 0),
+            _phase("dialplan", 40, 0),
+        ]
+    }
+    assert report.highest_clean(figures, "engine") == 20
+    assert report.clean_limit(figures, "engine") == "20/s"
+    assert report.clean_limit(figures, "dialplan") == "40/s or more (the bench's top rate)"
+    figures["phases"] = [_phase("engine", 5, 1)]
+    assert report.highest_clean(figures, "engine") is None
+    assert report.clean_limit(figures, "engine") == "none (the lowest rate failed)"

@@ -14,7 +14,7 @@ from ivr_devkit.bench.run import Options, run, run_claims_only
 from ivr_devkit.sandbox import Sandbox, SandboxInfo, process
 from ivr_engine import log
 
-FULL_RATES = (5.0, 10.0, 15.0, 20.0)
+FULL_RATES = (5.0, 10.0, 20.0, 30.0, 40.0)
 QUICK_RATES = (5.0,)
 
 
