@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop (libuv, in C: about a fifth less of the engine's CPU per consultation, see
-    the README's Capacity) or, for ``asyncio``, the standard loop."""
+    """uvloop (libuv, in C: about 15 % less of the engine's CPU per consultation, see the
+    README's Capacity) or, for ``asyncio``, the standard loop."""
     if name == "uvloop":
         import uvloop
 
